@@ -1,0 +1,1 @@
+"""pytest plugin (entry point ``spikenoise``): fixtures and markers for comparison scripts."""
