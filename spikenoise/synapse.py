@@ -14,8 +14,8 @@ per-layer ``scale``::
     independent draw at every read.
 ``reads``
     ``"once"``: the weights are read once per inference (CNN with data re-use), so static and
-    dynamic errors coincide. ``"step"``: once per call (one timestep) when the input is non-zero
-    (RNN). ``"spike"``: once per incoming spike (event-driven SNN); a zero input is no read; for
+    dynamic errors coincide. ``"step"``: once per call (one timestep) (RNN); a read whose input is zero
+    contributes nothing, so only non-zero inputs count as reads in the operation counters. ``"spike"``: once per incoming spike (event-driven SNN); a zero input is no read; for
     Conv2d each (spike, kernel tap, output position) is its own read; an integer input ``c`` is
     ``|c|`` spikes (``c`` reads); a graded input ``x`` is one read weighted by ``x``.
 
@@ -49,8 +49,10 @@ ERRORS = ("none", "static", "dynamic")
 READS = ("once", "step", "spike")
 SAMPLERS = ("auto", "exact", "brute", "gaussian")
 
-# temporaries of the exact per-spike sampler are processed in batch chunks of about this size
-_CHUNK_BYTES = 64 * 2 ** 20
+#: Bytes the exact per-spike sampler may use for temporaries. 0 (default): as much as the clean
+#: layer call itself (input + weights + output), which keeps peak memory near 2x clean. On a GPU
+#: a larger budget (e.g. 256 MiB) means fewer, larger kernels and so more speed.
+MEMORY_BUDGET = 0
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -60,6 +62,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _is_integer_valued(x: torch.Tensor) -> bool:
+    x = x.detach()
     return bool(torch.equal(x, torch.round(x)))
 
 
@@ -146,19 +149,27 @@ class NoisySynapse:
         wc = w if rng is None else w.clamp(rng[0], rng[1])
         return wc + (q - wc).detach()
 
-    def _per_row_reads(self, wq: torch.Tensor, batch: int) -> torch.Tensor:
-        """(batch, *W.shape) independent reads; gradient flows to the hidden weights (STE)."""
-        reads = self.error_model.read(wq.detach(), batch)
-        return wq.unsqueeze(0) + (reads - wq.detach().unsqueeze(0))
-
     def _frozen_reads(self, wq: torch.Tensor, batch: int) -> torch.Tensor:
+        """The static draw of this inference, (batch, *W.shape); drawn at the first read."""
         if self._frozen is None:
             self._frozen = self.error_model.read(wq.detach(), batch)
         elif self._frozen.shape[0] != batch:
             raise ValueError(
                 f"{type(self).__name__}: static errors were drawn for a batch of {self._frozen.shape[0]} "
                 f"but this read has batch {batch}; call spikenoise.new_inference(model) between inferences")
-        return wq.unsqueeze(0) + (self._frozen - wq.detach().unsqueeze(0))
+        return self._frozen
+
+    def _with_reads(self, x: torch.Tensor, wq: torch.Tensor, reads: torch.Tensor, per_row_op, op) -> torch.Tensor:
+        """``per_row_op(x, reads)`` with the straight-through gradient to the hidden weights.
+
+        The forward value uses the drawn weights, and so does the gradient w.r.t. ``x``; the
+        zero-valued term ``op(x, wq - wq.detach())`` routes dL/dW_read to the hidden weights
+        (summed over the batch) without a per-row copy of the weights.
+        """
+        y = per_row_op(x, reads)
+        if wq.requires_grad and torch.is_grad_enabled():
+            y = y + op(x, wq - wq.detach())
+        return y
 
     def _mode(self) -> str:
         if self.errors == "none" or self.error_model.noiseless:
@@ -194,16 +205,14 @@ class NoisySynapse:
         return y
 
 
-def _counts_levels(levels_values: torch.Tensor, wq: torch.Tensor, step: float, v0: float) -> torch.Tensor:
-    """One-hot level masks laid out (out, L, *rest) -> reshaped to (out * L, *rest)."""
-    L = levels_values.numel()
-    idx = torch.round((wq.detach() - v0) / step).clamp_(0, L - 1).long()
-    masks = F.one_hot(idx, L).to(wq.dtype)  # (*W.shape, L)
-    masks = masks.movedim(-1, 1)  # (out, L, *rest)
-    return masks.reshape(wq.shape[0] * L, *wq.shape[1:])
+def _rowwise_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Row ``b`` of ``x`` (B, *, in) times its own weights ``w[b]`` (out, in)."""
+    if x.dim() == 2:
+        return torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+    return torch.einsum("b...i,boi->b...o", x, w)
 
 
-class NoisyLinear(nn.Linear, NoisySynapse):
+class NoisyLinear(NoisySynapse, nn.Linear):
     """``nn.Linear`` whose weights live in NVM cells.
 
     Args:
@@ -237,12 +246,9 @@ class NoisyLinear(nn.Linear, NoisySynapse):
         if x.dim() == 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         B = x.shape[0]
-        if mode == "frozen":
-            w = self._frozen_reads(wq, B)
-            return self._finish(torch.einsum("b...i,boi->b...o", x, w))
-        if mode == "per_row":
-            w = self._per_row_reads(wq, B)
-            return self._finish(torch.einsum("b...i,boi->b...o", x, w))
+        if mode in ("frozen", "per_row"):
+            reads = self._frozen_reads(wq, B) if mode == "frozen" else self.error_model.read(wq.detach(), B)
+            return self._finish(self._with_reads(x, wq, reads, _rowwise_linear, F.linear))
         # per spike: every row of every middle dim is its own set of reads
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
@@ -267,16 +273,18 @@ class NoisyLinear(nn.Linear, NoisySynapse):
     def _brute(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Reference: draw every read. Integer |x| > 1 means that many independent reads."""
         B = x.shape[0]
-        if not _is_integer_valued(x) or float(x.abs().max()) <= 1:
-            return torch.einsum("bi,boi->bo", x, self._per_row_reads(wq, B))
-        y = x.new_zeros(B, self.out_features)
+        mx = float(x.detach().abs().max()) if x.numel() else 0.0
+        reps = int(mx) if mx > 1 and _is_integer_valued(x.detach()) else 1
         sign, mag = x.sign(), x.abs()
-        for k in range(1, int(mag.max()) + 1):
-            y = y + torch.einsum("bi,boi->bo", sign * (mag >= k).to(x.dtype), self._per_row_reads(wq, B))
+        y = None
+        for k in range(1, reps + 1):
+            xk = x if reps == 1 else sign * (mag >= k).to(x.dtype)
+            yk = self._with_reads(xk, wq, self.error_model.read(wq.detach(), B), _rowwise_linear, F.linear)
+            y = yk if y is None else y + yk
         return y
 
 
-class NoisyConv2d(nn.Conv2d, NoisySynapse):
+class NoisyConv2d(NoisySynapse, nn.Conv2d):
     """``nn.Conv2d`` whose weights live in NVM cells (see :class:`NoisyLinear` for the options).
 
     Shapes: input ``(B, C_in, H, W)``, output ``(B, C_out, H', W')``. With ``reads="spike"`` each
@@ -316,10 +324,9 @@ class NoisyConv2d(nn.Conv2d, NoisySynapse):
         if mode == "clean":
             return self._finish(self._conv(x, wq))
         B = x.shape[0]
-        if mode == "frozen":
-            return self._finish(self._per_row_conv(x, self._frozen_reads(wq, B)))
-        if mode == "per_row":
-            return self._finish(self._per_row_conv(x, self._per_row_reads(wq, B)))
+        if mode in ("frozen", "per_row"):
+            reads = self._frozen_reads(wq, B) if mode == "frozen" else self.error_model.read(wq.detach(), B)
+            return self._finish(self._with_reads(x, wq, reads, self._per_row_conv, self._conv))
         how = self._spike_sampler(x)
         if how == "gaussian":
             mean, var = self.error_model.read_moments(wq.detach())
@@ -343,9 +350,8 @@ class NoisyConv2d(nn.Conv2d, NoisySynapse):
         P = cols.shape[-1]
         g, cin_g, cout_g = self.groups, self.in_channels // self.groups, self.out_channels // self.groups
         cols = cols.reshape(B, g, cin_g * kh * kw, P)
-        wflat = wq.reshape(g, cout_g, cin_g * kh * kw)
-        integer = _is_integer_valued(x)
-        reps = int(x.abs().max()) if integer and float(x.abs().max()) > 1 else 1
+        mx = float(x.detach().abs().max()) if x.numel() else 0.0
+        reps = int(mx) if mx > 1 and _is_integer_valued(x.detach()) else 1
         sign, mag = cols.sign(), cols.abs()
         y = x.new_zeros(B, g, cout_g, P)
         per_row = g * cout_g * cin_g * kh * kw * P
@@ -356,57 +362,52 @@ class NoisyConv2d(nn.Conv2d, NoisySynapse):
                 e = min(B, s + rows)
                 reads = self.error_model.read(wq.detach(), (e - s) * P)  # (nb*P, Cout, Cin/g, kh, kw)
                 reads = reads.reshape(e - s, P, g, cout_g, cin_g * kh * kw)
-                w = wflat.unsqueeze(0).unsqueeze(0) + (reads - wflat.detach())
-                y[s:e] += torch.einsum("bgcp,bpgoc->bgop", xk[s:e], w)
-        return y.reshape(B, self.out_channels, Ho, Wo)
+                y[s:e] += torch.einsum("bgcp,bpgoc->bgop", xk[s:e], reads)
+        y = y.reshape(B, self.out_channels, Ho, Wo)
+        if wq.requires_grad and torch.is_grad_enabled():
+            y = y + self._conv(x, wq - wq.detach())  # straight-through gradient to hidden weights
+        return y
 
 
 def _exact_spike_reads(layer: NoisySynapse, x: torch.Tensor, wq: torch.Tensor, op) -> torch.Tensor:
     """Exact per-spike dynamic reads without a per-read noise tensor.
 
-    ``op(input, weight)`` is the layer's linear map (F.linear or the conv). Reads per level are
-    counted with one ``op`` against one-hot level masks; the summed error of ``n`` iid reads of
-    level ``l`` is drawn from exact convolution-power tables. Positive and negative spike counts
-    are separate reads (subtracted). The pass is chunked over the batch to bound temporaries.
+    ``op(input, weight)`` is the layer's linear map (F.linear or the conv) for a weight holding a
+    slice of the output channels. For each noisy level ``l`` the reads of that level are counted
+    with one ``op`` against the 0/1 mask of the weights stored at ``l``; the summed error of ``n``
+    iid reads of ``l`` is then drawn from exact convolution-power tables. Positive and negative
+    spike counts are separate reads (subtracted). Output channels are processed in chunks so the
+    temporaries stay within :data:`MEMORY_BUDGET` (or the clean call's own working set).
     """
     em = layer.error_model
     lv = em.discrete()
     assert lv is not None
     L = lv.values.numel()
     step = lv.step
-    v0 = float(lv.values[0])
+    idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
     sums = em.sum_sampler()  # type: ignore[attr-defined]
-    masks = _counts_levels(lv.values, wq, step, v0)  # (out * L, ...)
-    vals = lv.values.to(device=x.device, dtype=x.dtype).view(1, 1, L)
-    lvl_idx = torch.arange(L, device=x.device)
-    out_ch = wq.shape[0]
-    parts = [x.clamp_min(0)]
+    clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
+    err = torch.zeros_like(clean, requires_grad=False)
+    parts = [(1.0, x.clamp_min(0))]
     if bool((x < 0).any()):
-        parts.append((-x).clamp_min(0))
-    B = x.shape[0]
-    per_row = max(1, x[0].numel() + out_ch * L * 8 * 4)  # rough bytes of count/sampler temporaries
+        parts.append((-1.0, (-x).clamp_min(0)))
+    present = torch.bincount(idx.flatten(), minlength=L).tolist()
+    noisy = [lvl for lvl in range(L) if present[lvl] and float(lv.confusion[lvl, lvl]) < 1.0]
+    out_ch = wq.shape[0]
+    per_ch = (wq[0].numel() * 4 + clean[:, :1].numel() * (4 + 3 * 8)) * len(parts)
+    budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
+    chunk = out_ch if getattr(layer, "groups", 1) != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
     with torch.no_grad():
-        probe = op(x[:1], masks)
-        per_row = probe.numel() * 8 * 4  # counts f32 + int64 rows/uniforms/indices
-    rows = max(1, _CHUNK_BYTES // per_row)
-    outs = []
-    for s in range(0, B, rows):
-        y = None
-        for sgn, xp in zip((1.0, -1.0), parts):
-            with torch.no_grad():
-                n = op(xp[s:s + rows], masks)  # (b, out*L, *spatial)
-                nb = n.shape[0]
-                spatial = n.shape[2:]
-                n = n.reshape(nb, out_ch, L, *spatial)
-                n_int = torch.round(n).to(torch.int64)
-                lvl = lvl_idx.view(1, 1, L, *([1] * len(spatial))).expand_as(n_int)
-                err = sums.sample(lvl, n_int).to(x.dtype).sum(dim=2) * step  # (b, out, *spatial)
-            # the error-free part stays differentiable (mean path); the drawn error is a constant
-            clean = op(xp[s:s + rows], wq)
-            part = clean + err
-            y = part * sgn if y is None else y + sgn * part
-        outs.append(y)
-    return torch.cat(outs, dim=0)
+        for lvl in noisy:
+            level = torch.tensor(lvl, device=x.device)
+            for o0 in range(0, out_ch, chunk):
+                mask = (idx[o0:o0 + chunk] == lvl).to(x.dtype)
+                for sgn, xp in parts:
+                    n = torch.round(op(xp, mask)).to(torch.int64)
+                    drawn = sums.sample(level, n)
+                    del n
+                    err[:, o0:o0 + chunk].add_(drawn.to(x.dtype), alpha=sgn * step)
+    return clean + err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,6 +448,23 @@ def _new_inference_hook(module: nn.Module, args: Any) -> None:
 _CONVERTIBLE = (nn.Linear, nn.Conv2d)
 
 
+def _deepcopy(model: nn.Module) -> nn.Module:
+    """Deep copy that tolerates neuron state left over from a forward pass (snnTorch keeps
+    ``mem`` with a grad_fn, which ``copy.deepcopy`` refuses). The copy gets that state detached."""
+    saved = []
+    for m in model.modules():
+        for store in (m.__dict__, m._buffers):
+            for k, v in list(store.items()):
+                if isinstance(v, torch.Tensor) and not v.is_leaf:
+                    saved.append((store, k, v))
+                    store[k] = v.detach()
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for store, k, v in saved:
+            store[k] = v
+
+
 def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str = "static",
             reads: str = "spike", sampler: str = "auto", map_weights: bool = True,
             learn_scale: bool = True, inference: str = "forward", inplace: bool = False) -> nn.Module:
@@ -475,7 +493,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
     if error_model is None:
         error_model = MultiLevelNVM()
     if not inplace:
-        model = copy.deepcopy(model)
+        model = _deepcopy(model)
 
     def make(old: nn.Module) -> nn.Module:
         kw = dict(error_model=error_model, errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale)

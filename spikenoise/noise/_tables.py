@@ -4,8 +4,9 @@ Used for single NVM reads (one row per level) and for the sum of ``n`` independe
 (one row per (level, n)). Each row's CDF is stored as integer thresholds on a ``2**bits`` grid
 (``bits`` is 50-52 in practice), so sampling is inversion with a 2**-bits uniform: exact up to
 that resolution, far finer than float32 uniforms (2**-24). All rows are flattened into one
-sorted int64 key array ``row * 2**bits + threshold``, so one ``torch.searchsorted`` call serves
-any mix of rows without gathering whole rows.
+sorted int64 key array ``row * 2**bits + threshold``. A look-up table on the top bits of the
+uniform resolves almost every draw with one gather; the few uniforms that fall into a bucket
+holding a threshold are resolved exactly by ``torch.searchsorted`` on the key array.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 _MAX_BITS = 52  # float64 CDFs carry 53 bits; more would be false precision
+_MIXED = np.iinfo(np.int64).min  # look-up-table entry: bucket holds a threshold, search exactly
 
 
 class InverseCDFTable:
@@ -50,36 +52,59 @@ class InverseCDFTable:
             offs.append(int(off) + first)
             pos += thr.size
         self.n_rows = n_rows
-        self._keys = torch.from_numpy(np.concatenate(keys))
-        self._starts = torch.tensor(starts, dtype=torch.int64)
-        self._offsets = torch.tensor(offs, dtype=torch.int64)
-        self._device_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        flat = np.concatenate(keys)
+        # outcome value of every flat key position: row offset + position inside the row
+        value_at = np.concatenate([o + np.arange(k.size, dtype=np.int64) for o, k in zip(offs, keys)])
+        # look-up table on the top bits of the uniform: a bucket without a threshold inside maps
+        # straight to its outcome; the rare mixed buckets fall back to an exact binary search
+        self.lut_bits = int(max(4, min(12, math.floor(math.log2(max(1, (1 << 22) // n_rows))))))
+        shift = self.bits - self.lut_bits
+        edges = np.arange((1 << self.lut_bits) + 1, dtype=np.int64) << shift
+        lut = np.empty((n_rows, 1 << self.lut_bits), dtype=np.int64)
+        for r in range(n_rows):
+            row_keys = flat[starts[r]: starts[r] + keys[r].size]
+            at = np.searchsorted(row_keys, np.int64(r) * full + edges, side="right")
+            lo, hi = at[:-1], np.searchsorted(row_keys, np.int64(r) * full + edges[1:] - 1, side="right")
+            lut[r] = np.where(lo == hi, value_at[np.minimum(starts[r] + lo, flat.size - 1)], _MIXED)
+        self._keys = torch.from_numpy(flat)
+        self._lut = torch.from_numpy(lut.reshape(-1))
+        self._value_at = torch.from_numpy(value_at)
+        self._device_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def _on(self, device: torch.device):
         if device not in self._device_cache:
-            self._device_cache[device] = (
-                self._keys.to(device),
-                self._starts.to(device),
-                self._offsets.to(device),
-            )
+            self._device_cache[device] = tuple(t.to(device) for t in (self._keys, self._lut, self._value_at))
         return self._device_cache[device]
 
     @property
     def nbytes(self) -> int:
-        return self._keys.numel() * 8 + self._starts.numel() * 16
+        return (self._keys.numel() + self._lut.numel() + self._value_at.numel()) * 8
 
-    def sample(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One independent draw per element of ``rows`` (int64, any shape) -> int64, same shape."""
-        keys, starts, offsets = self._on(rows.device)
-        rows = rows.to(torch.int64)
-        u = torch.randint(0, 1 << self.bits, rows.shape, device=rows.device, dtype=torch.int64,
-                          generator=generator)
-        # key of the uniform inside its row's block; in-place to keep the peak small
-        u.add_(rows * (1 << self.bits))
-        idx = torch.searchsorted(keys, u, right=True)
-        del u
-        idx.sub_(starts[rows]).add_(offsets[rows])
-        return idx
+    def sample(self, rows: torch.Tensor, generator: torch.Generator | None = None,
+               lookup: torch.Tensor | None = None) -> torch.Tensor:
+        """One independent draw per element of ``rows`` (int64, any shape).
+
+        Returns the drawn integer values (int64), or ``lookup[value]`` when ``lookup`` is given
+        (e.g. the digital value of a read level), same shape as ``rows``.
+        """
+        keys, lut, value_at = self._on(rows.device)
+        flat = rows.reshape(-1)
+        out = torch.empty(flat.shape, device=rows.device,
+                          dtype=torch.int64 if lookup is None else lookup.dtype)
+        # chunks keep temporaries small and reused (fresh multi-100-MB buffers cost page faults)
+        chunk = 1 << (24 if rows.is_cuda else 18)
+        shift = self.bits - self.lut_bits
+        for s in range(0, flat.numel(), chunk):
+            r = flat[s:s + chunk].to(torch.int64)
+            u = torch.randint(0, 1 << self.bits, r.shape, device=r.device, dtype=torch.int64,
+                              generator=generator)
+            v = lut[torch.bitwise_right_shift(u, shift).add_(r * (1 << self.lut_bits))]
+            mixed = (v == _MIXED).nonzero().squeeze(1)
+            if mixed.numel():
+                key = u[mixed] + r[mixed] * (1 << self.bits)
+                v[mixed] = value_at[torch.searchsorted(keys, key, right=True)]
+            out[s:s + chunk] = v if lookup is None else lookup[v]
+        return out.reshape(rows.shape)
 
 
 def convolution_powers(pmf: np.ndarray, offset: int, n_max: int, tail: float = 2.0 ** -60):

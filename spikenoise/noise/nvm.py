@@ -227,9 +227,8 @@ class MultiLevelNVM(ErrorModel):
             self._single = InverseCDFTable(list(self._P), [0] * self.n_levels)
         idx = self.level_index(stored)
         rows = idx.unsqueeze(0).expand(n, *idx.shape)
-        got = self._single.sample(rows, generator)
         vals = torch.as_tensor(self._values, dtype=stored.dtype, device=stored.device)
-        return vals[got]
+        return self._single.sample(rows, generator, lookup=vals)
 
     def sum_sampler(self) -> SumOfReads:
         """Exact sampler of summed errors of ``n`` reads (used by the fast per-spike path)."""

@@ -1,0 +1,121 @@
+"""Spiking RNN of SpikGRU units for keyword spotting (seed paper 000, section II.B).
+
+SpikGRU (Dampfhoffer et al., "Investigating current-based and gating approaches for accurate
+and energy-efficient spiking recurrent neural networks", ICANN 2022; single-gate case of the
+authors' code), the spiking version of the light GRU::
+
+    z_t = sigmoid(W_z x_t + b_z + U_z s_{t-1} (+ b_uz))
+    i_t = alpha * i_{t-1} + W_i x_t + b_i + U_i s_{t-1} + b_ui
+    v_t = z_t * v_{t-1} + (1 - z_t) * i_t - V_th * s_{t-1}
+    s_t = H(v_t - V_th)
+
+``V_th = 1``; ``alpha`` learnable per neuron, clamped to [0, 1], init 0.8 (seed 000 II.D);
+surrogate ``ds/dv = 1 / (1 + gamma (v - V_th)^2)``, ``gamma = 10``. ``W = [W_z; W_i]`` and
+``U = [U_z; U_i]`` are each one noisy synapse (one learnable scale each), both with a bias like
+``torch.nn.GRU`` (the ``b_uz`` part is redundant with ``b_z``). As in snnTorch's default the
+reset term ``V_th * s_{t-1}`` is detached from the graph; the recurrent spikes into ``U`` are not.
+
+2 layers x 128 units, 67 timesteps (one per feature frame, no extra timesteps, seed 000 II.B),
+readout: a noisy fully connected layer from the layer-2 spikes into non-spiking leaky integrator
+neurons ``m_t = beta * m_{t-1} + fc(s2_t)``; logits = mean over time of ``m_t``.
+
+Reads:
+
+* ``U`` of each layer, ``W`` of layer 2 and the readout fc receive spikes: ``reads="spike"``,
+  one read per incoming spike (event-driven hardware, seed 000 II.C).
+* ``W`` of layer 1 receives the graded log-Mel features; default ``input_reads="step"``: its
+  weights are read once per timestep. For a fully connected layer each weight is used once per
+  call, so on graded inputs ``"step"`` and ``"spike"`` reads have the same distribution;
+  ``"step"`` draws one matrix per batch row, cheaper than the brute per-spike path.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from spikenoise.noise.base import ErrorModel
+from spikenoise.synapse import NoisyLinear
+
+from ._neurons import GAMMA, TAU_INIT, V_TH, KWSModel, LeakyReadout, spike, time_constant
+
+__all__ = ["SpikGRULayer", "SRNN"]
+
+
+class SpikGRULayer(nn.Module):
+    """One SpikGRU layer, stepped one timestep per call: ``s, state = layer(x_t, state)``.
+
+    ``state = (i, v, s)``, each ``(B, H)``; ``None`` starts from zeros.
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, *, input_reads: str = "spike", reads: str = "spike",
+                 threshold: float = V_TH, gamma: float = GAMMA, alpha_init: float = TAU_INIT, **syn):
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.threshold = float(threshold)
+        self.gamma = float(gamma)
+        self.W = NoisyLinear(n_in, 2 * n_hidden, reads=input_reads, **syn)    # [W_z; W_i] x_t + [b_z; b_i]
+        self.U = NoisyLinear(n_hidden, 2 * n_hidden, reads=reads, **syn)      # [U_z; U_i] s_{t-1} + [b_uz; b_ui]
+        self.alpha = time_constant((n_hidden,), alpha_init)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None):
+        if state is None:
+            z0 = x.new_zeros(x.shape[0], self.n_hidden)
+            state = (z0, z0, z0)
+        i, v, s = state
+        wz, wi = self.W(x).chunk(2, dim=-1)
+        uz, ui = self.U(s).chunk(2, dim=-1)
+        z = torch.sigmoid(wz + uz)
+        i = self.alpha.clamp(0.0, 1.0) * i + wi + ui
+        v = z * v + (1 - z) * i - self.threshold * s.detach()
+        s = spike(v, self.threshold, self.gamma)
+        return s, (i, v, s)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.n_hidden}, alpha init 0.8 clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
+
+
+class SRNN(KWSModel):
+    """Two SpikGRU layers of 128 units and a leaky-integrator readout.
+
+    Args:
+        n_classes: number of output classes.
+        error_model, errors, sampler: error options of every synapse.
+        input_reads: reads of layer 1's ``W`` (graded features), default ``"step"``.
+        reads: reads of the synapses receiving spikes, default ``"spike"``.
+        hidden: units per layer (default ``(128, 128)``).
+        input_shape: ``(time, freq)``; any number of timesteps is accepted, ``freq`` is fixed.
+
+    Shapes: ``x`` ``(B, T, 40)`` -> logits ``(B, n_classes)``. After a forward,
+    ``spike_counts["layer1" | "layer2"]`` is ``(B, H)`` spikes summed over time.
+    """
+
+    spiking = True
+
+    def __init__(self, n_classes: int = 12, error_model: ErrorModel | None = None, errors: str = "none", *,
+                 input_reads: str = "step", reads: str = "spike", sampler: str = "auto",
+                 hidden: tuple[int, ...] = (128, 128), input_shape: tuple[int, int] = (67, 40)):
+        super().__init__(n_classes, input_shape)
+        syn = dict(error_model=error_model, errors=errors, sampler=sampler)
+        self.layers = nn.ModuleList()
+        n_in = self.input_shape[1]
+        for k, n_h in enumerate(hidden):
+            self.layers.append(SpikGRULayer(n_in, n_h, input_reads=input_reads if k == 0 else reads,
+                                            reads=reads, **syn))
+            n_in = n_h
+        self.fc = NoisyLinear(n_in, self.n_classes, reads=reads, **syn)
+        self.readout = LeakyReadout(self.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._start(x, fixed_time=False)
+        states: list = [None] * len(self.layers)
+        m = None
+        total = 0.0
+        for t in range(x.shape[1]):
+            inp = x[:, t]
+            for k, layer in enumerate(self.layers):
+                inp, states[k] = layer(inp, states[k])
+                self._record(f"layer{k + 1}", inp)
+            m = self.readout(self.fc(inp), m)
+            total = total + m
+        self.timesteps = x.shape[1]
+        return total / x.shape[1]
