@@ -19,13 +19,12 @@ Reads:
 
 * conv2, conv3, fc receive spikes: ``reads="spike"``, one read per (spike, kernel tap, output
   position) (event-driven hardware, seed 000 II.C).
-* conv1 receives the graded input; default ``input_reads="step"``: its weights are read once
-  per timestep (the input is presented once per timestep, and a graded input is no spike, so
-  per-spike exact sampling does not apply); its dense MACs count 10 times.
-  ``input_reads="once"`` computes conv1 once per inference and holds its current for all
-  timesteps (the input is the same at every timestep): one read, one tenth of the conv1 MACs.
-  Seed 000 Fig. 2B puts the SCNN at about half the CNN's operations (~2.1 M of 4.1 M); ten dense
-  conv1 passes alone are 2.5 M, so that count implies conv1 computed once.
+* conv1 receives the graded input, the same at every timestep. Default ``input_reads="once"``:
+  conv1 is computed once per inference and its current held for all timesteps (one read, one
+  tenth of the dense conv1 MACs). Seed 000 Fig. 2B puts the SCNN at about half the CNN's
+  operations (~2.1 M of 4.1 M); ten dense conv1 passes alone are 2.5 M, so that count implies
+  conv1 computed once. ``input_reads="step"`` re-reads conv1 at every timestep instead (dynamic
+  errors then average over the 10 timesteps; its dense MACs count 10 times).
   ``input_reads="spike"`` reads per pixel instead (brute sampler with gradients, memory heavy;
   see :class:`~spikenoise.models.CNNPerPixel`).
 """
@@ -50,7 +49,7 @@ class SCNN(KWSModel):
         n_classes: number of output classes.
         error_model, errors, sampler: error options of every synapse.
         timesteps: simulated timesteps (default 10); the input is fed at each.
-        input_reads: reads of conv1 (graded input), default ``"step"``.
+        input_reads: reads of conv1 (graded input), default ``"once"``.
         reads: reads of the synapses receiving spikes, default ``"spike"``.
         channels, kernel, stride, padding, input_shape: as :class:`~spikenoise.models.CNN`.
 
@@ -61,7 +60,7 @@ class SCNN(KWSModel):
     spiking = True
 
     def __init__(self, n_classes: int = 12, error_model: ErrorModel | None = None, errors: str = "none", *,
-                 timesteps: int = 10, input_reads: str = "step", reads: str = "spike", sampler: str = "auto",
+                 timesteps: int = 10, input_reads: str = "once", reads: str = "spike", sampler: str = "auto",
                  channels: tuple[int, ...] = (16, 32, 64), kernel: tuple[int, int] = (6, 4),
                  stride: tuple[int, int] = (2, 2), padding: tuple[int, int] = (2, 2),
                  input_shape: tuple[int, int] = (67, 40)):

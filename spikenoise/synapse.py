@@ -26,7 +26,8 @@ Samplers for ``errors="dynamic", reads="spike"``: ``"exact"`` counts the reads p
 matmul/conv against one-hot level masks and draws the summed error of ``n`` iid reads from exact
 convolution-power tables (never a (batch x in x out) noise tensor); it needs integer (spike) inputs
 and a discrete error model. ``"brute"`` draws every read (the reference; always exact, memory
-heavy). ``"gaussian"`` matches mean and variance per output (approximate, labelled so).
+heavy). ``"gaussian"`` matches mean and variance per output (approximate, labelled so); for
+NoisyLinear it also serves ``reads="step"`` (fast for recurrent layers on graded inputs).
 ``"auto"`` picks ``"exact"`` where it applies and otherwise ``"brute"``; in training with gradients
 it picks ``"brute"``, so the backward pass sees the very weights the forward pass read.
 """
@@ -133,7 +134,8 @@ class NoisySynapse:
         if self.errors == "static" or self.reads == "once":
             return "one draw per batch row, frozen until new_inference()"
         if self.reads == "step":
-            return "fresh draw per batch row at every call (timestep)"
+            approx = ", gaussian approximation" if self.sampler == "gaussian" and isinstance(self, nn.Linear) else ""
+            return f"fresh draw per batch row at every call (timestep){approx}"
         return f"fresh draw at every incoming spike (sampler={self.sampler})"
 
     def synapse_repr(self) -> str:
@@ -246,6 +248,9 @@ class NoisyLinear(NoisySynapse, nn.Linear):
         if x.dim() == 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         B = x.shape[0]
+        if mode == "per_row" and self.sampler == "gaussian":
+            # outputs use disjoint weights, so a per-output Gaussian is the moment-matched law
+            return self._finish(self._gaussian(x, wq, counts_are_reads=False))
         if mode in ("frozen", "per_row"):
             reads = self._frozen_reads(wq, B) if mode == "frozen" else self.error_model.read(wq.detach(), B)
             return self._finish(self._with_reads(x, wq, reads, _rowwise_linear, F.linear))
@@ -261,11 +266,13 @@ class NoisyLinear(NoisySynapse, nn.Linear):
             y = self._brute(x2, wq)
         return self._finish(y.reshape(*lead, self.out_features))
 
-    def _gaussian(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
+    def _gaussian(self, x: torch.Tensor, wq: torch.Tensor, counts_are_reads: bool = True) -> torch.Tensor:
+        """Approximate: Gaussian output with the exact mean and variance of the drawn sum."""
         mean, var = self.error_model.read_moments(wq.detach())
         mean = wq + (mean - wq.detach())
-        # an integer input c is c reads (variance adds c times); a graded x is one read scaled by x
-        xv = x.abs() if _is_integer_valued(x) else x * x
+        # per spike, an integer input c is c reads (variance adds c times); a graded x, or any
+        # input read once per step, is one read scaled by x (variance x^2)
+        xv = x.abs() if counts_are_reads and _is_integer_valued(x) else x * x
         mu = F.linear(x, mean)
         sd = F.linear(xv, var).clamp_min(0).sqrt()
         return mu + sd * torch.randn_like(mu)

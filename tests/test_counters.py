@@ -134,7 +134,7 @@ def test_spike_rates_hand_case():
 
 
 def test_model_counts_agree_with_spike_counts():
-    model = build_model("scnn", input_shape=(20, 16), timesteps=3)
+    model = build_model("scnn", input_shape=(20, 16), timesteps=3, input_reads="step")
     x = 2 * torch.randn(2, 20, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model(x)

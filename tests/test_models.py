@@ -79,7 +79,7 @@ def test_default_read_semantics():
     assert set(reads_of(build_model("rnn")).values()) == {"step"}
     assert set(reads_of(build_model("cnn_pixel")).values()) == {"spike"}
     r = reads_of(build_model("scnn"))
-    assert r.pop("convs.0") == "step" and set(r.values()) == {"spike"}
+    assert r.pop("convs.0") == "once" and set(r.values()) == {"spike"}
     r = reads_of(build_model("srnn"))
     assert r.pop("layers.0.W") == "step" and set(r.values()) == {"spike"}
 
@@ -137,7 +137,7 @@ def _conv1_outputs(model, x):
 
 def test_scnn_static_draw_shared_by_all_timesteps():
     x = small_x("scnn")
-    model = small("scnn", errors="static", error_model=sn.MultiLevelNVM.noise_level(3))
+    model = small("scnn", errors="static", error_model=sn.MultiLevelNVM.noise_level(3), input_reads="step")
     outs = _conv1_outputs(model, x)
     assert len(outs) == 4 and all(torch.equal(o, outs[0]) for o in outs)
     sn.configure(model, errors="dynamic")  # conv1 keeps reads="step": a fresh draw per timestep

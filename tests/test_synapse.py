@@ -330,3 +330,16 @@ def test_paper_initialisation():
     assert layer.weight.min() >= -1 and layer.weight.max() <= 1 and layer.weight.abs().mean() > 0.45
     assert layer.scale.item() == pytest.approx(400 ** -0.5)
     assert layer.bias.abs().max() <= 400 ** -0.5
+
+
+def test_gaussian_step_reads_match_exact_step_moments():
+    torch.manual_seed(4)
+    layer = NoisyLinear(30, 2, error_model=MultiLevelNVM.noise_level(2), errors="dynamic", reads="step")
+    x = torch.randn(1, 30).expand(40_000, 30).contiguous()  # graded input, one read per weight
+    with torch.no_grad():
+        exact = layer(x)
+        layer.sampler = "gaussian"
+        approx = layer(x)
+    assert torch.allclose(exact.mean(0), approx.mean(0), atol=5 * float(exact.std(0).max()) * (2 / 40_000) ** 0.5)
+    assert torch.allclose(exact.var(0), approx.var(0), rtol=0.05)
+    assert "gaussian approximation" in repr(layer)

@@ -159,4 +159,5 @@ def noise_bank(waves: list[np.ndarray], cfg: FeatureConfig, hop_s: float = 0.5) 
 
 
 def silence_count(n_keyword: int, fraction: float) -> int:
-    return int(math.ceil(n_keyword * fraction))
+    """``ceil(n_keyword x fraction)``, immune to float noise (0.1 x 30 = 3.0000000000000004)."""
+    return int(math.ceil(round(n_keyword * fraction, 9)))

@@ -132,9 +132,11 @@ def flip_bits(bits: torch.Tensor, positions: Sequence[int], p01: float, p10: flo
     if pmax > dense_above:
         for k in positions:  # loop over bit positions only; vectorized over elements
             one = single[k]
-            is_one = (flat & one) != 0
             u = torch.rand(flat.shape, generator=generator, device=out.device)
-            hit = torch.where(is_one, u < p10, u < p01)
+            if p01 == p10:
+                hit = u < p01
+            else:
+                hit = torch.where((flat & one) != 0, u < p10, u < p01)
             flat.bitwise_xor_(hit.to(idt) * one)
         return out
     pos_t = torch.tensor(list(positions), dtype=torch.int64, device=out.device)
@@ -165,7 +167,7 @@ def flip_bits(bits: torch.Tensor, positions: Sequence[int], p01: float, p10: flo
 def _positions_from_mask(bit_mask: Any, width: int) -> list[int]:
     if bit_mask is None:
         return list(range(width))
-    if isinstance(bit_mask, bool):
+    if isinstance(bit_mask, (bool, str, bytes)):
         raise ValueError(f"bit_mask must be None, an int mask or a list of bit positions, got {bit_mask!r}")
     if isinstance(bit_mask, int):
         if not 0 <= bit_mask < (1 << width):
@@ -297,7 +299,8 @@ class BitFlip(ErrorModel):
         if n < 0:
             raise ValueError(f"number of reads must be >= 0, got {n!r}")
         bits = to_bits(stored, self.dtype)
-        reads = bits.unsqueeze(0).expand(n, *bits.shape).contiguous()
+        # always a copy: to_bits may share memory with ``stored`` (flips below are in place)
+        reads = bits.unsqueeze(0).repeat(n, *([1] * bits.dim()))
         if not self.noiseless:
             reads = flip_bits(reads, self.bits, self.p01, self.p10, generator, inplace=True)
         return from_bits(reads, self.dtype, stored.dtype)

@@ -1,0 +1,355 @@
+"""Study of seed paper 004: synapse + input noise in MLP vs CNN vs weight re-use RNN, and energy.
+
+``spikenoise resilience --preset quick --out /tmp/evidence/resilience``
+
+Protocol (seed 004 sections II-III):
+
+* Train the MLP, the CNN (C3/3-C3/3-MP2-C3/6-C3/6-D100-D10) and the re-use RNN (``t`` steps)
+  of :mod:`spikenoise.models.resilience`, with and without noise regularization (``jitter``:
+  Gaussian noise on every hidden neuron's pre-activation during training), ``--seeds`` times.
+* Map each layer so its largest weight is the top of the range (:func:`~spikenoise.tiles.fill_range`)
+  and evaluate under per-synapse variation ``sigma_syn`` (static, relative to that range; one
+  programmed chip per run, ``--runs`` runs with different seeds, as the seed's "different seeds
+  in every run") and input noise ``sigma_te`` (fresh Gaussian per element and call), applied to
+  the test inputs (``--noise-at data``, the seed's ``Y + y(sigma_te)``) and/or to every layer's
+  input activations (``layers``).
+* Time-step sweep of the RNN (seed 004 Fig. 4): accuracy vs ``sigma_syn`` for each ``t``.
+* Energy per inference of every trained architecture from per-operation costs
+  (:mod:`spikenoise.energy`, ReRAM and SONOS defaults from seed 004 Table III), and our cost
+  model on the seed's own MNIST systems next to its Table III.
+
+Outputs in ``--out``: ``results.jsonl`` / ``results.csv`` (one row per condition and training
+seed, resumable), ``summary.md``, ``summary.json``, ``energy.csv``, ``energy_seed004.csv``,
+``resilience_<noise_at>.png``, ``steps.png``, model checkpoints in ``models/``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .analog import DEFAULT_FSDD, load_study_data, tensor_loaders
+
+__all__ = ["add_arguments", "main", "PRESETS"]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(data="synthetic", models=["mlp", "cnn", "rnn"], steps=4, step_sweep=[2, 4], seeds=1, epochs=3,
+                  runs=2, syn_sigmas=[0.0, 0.1], te_sigmas=[0.0, 0.1], jitters=[0.0, 0.15],
+                  noise_at=["data", "layers"], sweep_syn_sigmas=[0.0, 0.1], batch_size=64, core_size=32,
+                  hidden=32),
+    "quick": dict(data="digits", models=["mlp", "cnn", "rnn"], steps=8, step_sweep=[1, 2, 4, 8, 16, 32], seeds=3,
+                  epochs=60, runs=10, syn_sigmas=[0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3],
+                  te_sigmas=[0.0, 0.025, 0.1, 0.2], jitters=[0.0, 0.15], noise_at=["data", "layers"],
+                  sweep_syn_sigmas=[0.0, 0.05, 0.1, 0.2, 0.3], batch_size=64, core_size=112, hidden=150),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``spikenoise resilience`` (unset options take the preset's value)."""
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="defaults of the run (default quick)")
+    p.add_argument("--out", default="runs/resilience", help="output folder (resumable)")
+    p.add_argument("--data", choices=["digits", "fsdd", "embedded", "synthetic"], help="data set")
+    p.add_argument("--root", default=None, help=f"FSDD folder (default {DEFAULT_FSDD})")
+    p.add_argument("--models", nargs="+", choices=["mlp", "cnn", "rnn"])
+    p.add_argument("--steps", type=int, help="t of the RNN in the model comparison")
+    p.add_argument("--step-sweep", type=int, nargs="*", help="t values of the RNN sweep (empty: none)")
+    p.add_argument("--core-size", type=int, help="rows of the RNN's re-used matrix (M/t + H)")
+    p.add_argument("--hidden", type=int, help="hidden units of the MLP")
+    p.add_argument("--seeds", type=int, help="training seeds per model")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--runs", type=int, help="programmed chips per condition")
+    p.add_argument("--syn-sigmas", type=float, nargs="+", help="per-synapse variation (relative to max |w|)")
+    p.add_argument("--te-sigmas", type=float, nargs="+", help="input noise std (input units)")
+    p.add_argument("--sweep-syn-sigmas", type=float, nargs="+", help="sigma_syn of the time-step sweep")
+    p.add_argument("--jitters", type=float, nargs="+", help="training jitter std (0: unregularized)")
+    p.add_argument("--noise-at", nargs="+", choices=["data", "layers"], help="where sigma_te is applied")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="do not resume: move old results aside")
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = dict(PRESETS[args.preset])
+    for k in list(cfg) + ["seed", "root"]:
+        v = getattr(args, k, None)
+        if v is not None:
+            cfg[k] = v
+    cfg["preset"] = args.preset
+    return cfg
+
+
+def _build(name: str, steps: int, jitter: float, cfg: dict[str, Any], input_size: int, image: tuple[int, ...],
+           n_classes: int) -> nn.Module:
+    from spikenoise.models.resilience import MLP, ResilienceCNN, ReuseRNN
+
+    if name == "mlp":
+        return MLP(input_size, (cfg["hidden"],), n_classes, jitter=jitter)
+    if name == "cnn":
+        if len(image) != 2:
+            raise ValueError(f"the CNN needs 2-D inputs, got shape {image}")
+        return ResilienceCNN(tuple(image), n_classes=n_classes, jitter=jitter)  # type: ignore[arg-type]
+    return ReuseRNN(input_size, steps=steps, core_size=cfg["core_size"], n_classes=n_classes, jitter=jitter)
+
+
+def _evaluate(model: nn.Module, loader, sigma_syn: float, sigma_te: float, at: str, runs: int, seed: int) -> list[float]:
+    """Accuracy of ``runs`` programmed chips with variation ``sigma_syn`` and input noise ``sigma_te``."""
+    from spikenoise.noise.analog import GaussianVariation
+    from spikenoise.synapse import configure
+    from spikenoise.tiles import InputNoise, programming_accuracies, set_analog
+    from spikenoise.train import derive_seed, seed_everything
+
+    m = copy.deepcopy(model)
+    configure(m, errors="static" if sigma_syn > 0 else "none", error_model=GaussianVariation(sigma_syn, bits=None))
+    set_analog(m, draws="batch", input_noise=sigma_te if at == "layers" else 0.0)
+    net: nn.Module = nn.Sequential(InputNoise(sigma_te), m) if at == "data" else m
+    n = runs if (sigma_syn > 0 or sigma_te > 0) else 1
+    seed_everything(derive_seed(seed, "input noise"))  # input noise is drawn from the global generator
+    accs = programming_accuracies(net, loader, n=n, seed=seed)
+    return accs * runs if n == 1 else accs
+
+
+def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    styles = {"mlp": "tab:blue", "cnn": "tab:orange", "rnn": "tab:green"}
+    for at in cfg["noise_at"]:
+        rows = [r for r in summary if r["noise_at"] == at]
+        if not rows:
+            continue
+        tes = sorted({r["sigma_te"] for r in rows})
+        fig, axes = plt.subplots(1, len(tes), figsize=(4.4 * len(tes), 3.8), squeeze=False, sharey=True)
+        for ax, te in zip(axes[0], tes):
+            for name in cfg["models"]:
+                for j in cfg["jitters"]:
+                    pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in rows
+                                 if r["model"] == name and r["jitter"] == j and r["sigma_te"] == te)
+                    if not pts:
+                        continue
+                    x = [p[0] for p in pts]
+                    y = np.array([100 * p[1] for p in pts])
+                    e = np.array([100 * p[2] for p in pts])
+                    ls = "-" if j == 0 else "--"
+                    lab = f"{name}{'' if j == 0 else f' jitter {j:g}'}"
+                    ax.plot(x, y, ls, marker="o", ms=3, color=styles[name], label=lab)
+                    ax.fill_between(x, y - e, y + e, color=styles[name], alpha=0.12)
+            ax.set_title(f"sigma_te = {te:g} ({at})")
+            ax.set_xlabel("sigma_syn (relative to max |w|)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy (%), mean over seeds, 95% CI")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"seed 004 on {cfg['data']}: synapse + input noise")
+        fig.tight_layout()
+        p = out / f"resilience_{at}.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
+    if sweep:
+        js = sorted({r["jitter"] for r in sweep})
+        fig, axes = plt.subplots(1, len(js), figsize=(4.8 * len(js), 3.8), squeeze=False, sharey=True)
+        cmap = plt.get_cmap("viridis")
+        steps = sorted({r["steps"] for r in sweep})
+        for ax, j in zip(axes[0], js):
+            for i, t in enumerate(steps):
+                pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in sweep if r["jitter"] == j and r["steps"] == t)
+                x = [p[0] for p in pts]
+                y = np.array([100 * p[1] for p in pts])
+                e = np.array([100 * p[2] for p in pts])
+                c = cmap(i / max(1, len(steps) - 1))
+                ax.plot(x, y, "o-", ms=3, color=c, label=f"t = {t}")
+                ax.fill_between(x, y - e, y + e, color=c, alpha=0.12)
+            ax.set_title(f"RNN time-step sweep, jitter {j:g}")
+            ax.set_xlabel("sigma_syn")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy (%)")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        p = out / "steps.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def _aggregate(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    from spikenoise.results import mean_ci
+
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        k = tuple(r["key"][f] for f in fields)
+        groups.setdefault(k, []).append(r["mean"])
+    out = []
+    for k, vals in groups.items():
+        m, ci = mean_ci(vals)
+        out.append({**dict(zip(fields, k)), "mean": m, "ci": ci, "n_seeds": len(vals)})
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the study; returns 0 on success."""
+    from tqdm.auto import tqdm
+
+    from spikenoise.energy import RERAM, SONOS, estimate_energy, seed004_check
+    from spikenoise.results import ResultStore
+    from spikenoise.tiles import fill_range
+    from spikenoise.train import derive_seed, fit, load_checkpoint
+
+    cfg = _resolve(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    out = Path(args.out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out, cfg, resume=not args.fresh)
+    t0 = time.time()
+
+    train, test, n_classes = load_study_data(cfg["data"], cfg["seed"], cfg.get("root"), progress=progress)
+    image = tuple(train[0].shape[1:])
+    input_size = int(np.prod(image))
+    tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], cfg["seed"])
+
+    # (model, steps) combinations: the comparison and the RNN time-step sweep
+    archs = [(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]]
+    sweep_steps = [t for t in (cfg["step_sweep"] or []) if input_size % t == 0 and cfg["core_size"] - input_size // t > 0]
+    archs += [("rnn", t) for t in sweep_steps if ("rnn", t) not in archs]
+
+    jobs = []
+    for name, steps in archs:
+        in_main = (name, steps) in [(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]]
+        for j in cfg["jitters"]:
+            for s in range(cfg["seeds"]):
+                conds = []
+                if in_main:
+                    conds += [(at, a, b) for at in cfg["noise_at"] for a in cfg["syn_sigmas"] for b in cfg["te_sigmas"]]
+                if name == "rnn" and steps in sweep_steps:
+                    conds += [("data", a, 0.0) for a in cfg["sweep_syn_sigmas"]]
+                conds = list(dict.fromkeys(conds))
+                jobs.append((name, steps, j, s, conds))
+
+    energy_rows = []
+    bar = tqdm(jobs, desc="trainings", disable=not progress, dynamic_ncols=True)
+    for name, steps, j, s, conds in bar:
+        bar.set_postfix(model=name, t=steps, jitter=j, seed=s)
+        keys = [{"model": name, "steps": steps, "jitter": j, "seed": s, "noise_at": at, "sigma_syn": a, "sigma_te": b}
+                for at, a, b in conds]
+        model = _build(name, steps, j, cfg, input_size, image, n_classes)
+        ckpt = out / "models" / f"{name}_t{steps}_jitter{j:g}_seed{s}.pt"
+        if s == 0 and j == cfg["jitters"][0]:
+            for dev, c in (("reram", RERAM), ("sonos", SONOS)):
+                rep = estimate_energy(model, train[0][:1], c)
+                energy_rows.append({"model": name, "steps": steps, "device": dev,
+                                    "parameters": sum(p.numel() for n_, p in model.named_parameters()
+                                                      if n_.endswith(("weight", "bias"))),
+                                    "macs": rep.macs, "activations": rep.activations, "vmm_J": rep.vmm_J,
+                                    "activation_J": rep.activation_J, "total_J": rep.total_J})
+        if all(store.done(k) for k in keys):
+            continue
+        tseed = derive_seed(cfg["seed"], name, steps, int(1000 * j), s)
+        hist = fit(model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed % 2 ** 31,
+                   checkpoint=ckpt, progress=False, desc=f"{name} t={steps} jitter={j:g} seed={s}")
+        fill_range(model)
+        model.eval()
+        for key, (at, a, b) in zip(keys, conds):
+            if store.done(key):
+                continue
+            t1 = time.time()
+            accs = _evaluate(model, te_loader, a, b, at, cfg["runs"], derive_seed(tseed, at, int(1e4 * a), int(1e4 * b)))
+            store.add(key, {"accuracies": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+                            "train_acc": hist[-1]["train_acc"] if hist else None, "seconds": time.time() - t1})
+
+    rows = store.rows()
+    store.write_csv()
+    main_keys = {(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]}
+    summary = _aggregate([r for r in rows if (r["key"]["model"], r["key"]["steps"]) in main_keys],
+                         ("model", "steps", "jitter", "noise_at", "sigma_syn", "sigma_te"))
+    sweep = _aggregate([r for r in rows if r["key"]["model"] == "rnn" and r["key"]["steps"] in sweep_steps
+                        and r["key"]["noise_at"] == "data" and r["key"]["sigma_te"] == 0.0],
+                       ("steps", "jitter", "sigma_syn"))
+
+    def write_csv(path: Path, rs: list[dict[str, Any]]) -> None:
+        if not rs:
+            return
+        cols = list(rs[0])
+        with open(path, "w") as fh:
+            fh.write(",".join(cols) + "\n")
+            for r in rs:
+                fh.write(",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n")
+
+    write_csv(out / "summary.csv", summary)
+    write_csv(out / "steps.csv", sweep)
+    write_csv(out / "energy.csv", energy_rows)
+    check = seed004_check()
+    write_csv(out / "energy_seed004.csv", check)
+    (out / "summary.json").write_text(json.dumps({"config": cfg, "summary": summary, "steps": sweep,
+                                                  "energy": energy_rows, "energy_seed004": check,
+                                                  "seconds": time.time() - t0}, indent=2))
+    text = _summary_md(summary, sweep, energy_rows, check, cfg, len(train[1]), len(test[1]))
+    (out / "summary.md").write_text(text)
+    pngs = _plots(summary, sweep, cfg, out)
+    print(text)
+    print(f"wrote {out / 'summary.md'}, " + ", ".join(str(p) for p in pngs) + f" in {time.time() - t0:.0f} s")
+    return 0
+
+
+def _summary_md(summary, sweep, energy, check, cfg, n_train: int, n_test: int) -> str:
+    L = [f"# seed 004 study: {cfg['data']} ({n_train} train / {n_test} test), preset {cfg['preset']}", "",
+         f"{cfg['seeds']} training seeds per model, {cfg['runs']} programmed chips per condition; accuracy % as "
+         "mean over seeds of the per-seed mean over chips, +- 95% CI over seeds.", ""]
+
+    def acc(r):
+        return f"{100 * r['mean']:.2f} +- {100 * r['ci']:.2f}"
+
+    for at in cfg["noise_at"]:
+        L += [f"## Accuracy under synapse variation and input noise (sigma_te at {at})", ""]
+        tes = sorted({r["sigma_te"] for r in summary if r["noise_at"] == at})
+        syns = sorted({r["sigma_syn"] for r in summary if r["noise_at"] == at})
+        L.append("| model | jitter | sigma_syn | " + " | ".join(f"sigma_te {t:g}" for t in tes) + " |")
+        L.append("|---" * (3 + len(tes)) + "|")
+        for name in cfg["models"]:
+            for j in cfg["jitters"]:
+                for a in syns:
+                    cells = []
+                    for t in tes:
+                        r = next((r for r in summary if r["model"] == name and r["jitter"] == j and r["noise_at"] == at
+                                  and r["sigma_syn"] == a and r["sigma_te"] == t), None)
+                        cells.append("" if r is None else acc(r))
+                    L.append(f"| {name} | {j:g} | {a:g} | " + " | ".join(cells) + " |")
+        L.append("")
+    if sweep:
+        L += ["## RNN time-step sweep (sigma_te = 0)", ""]
+        syns = sorted({r["sigma_syn"] for r in sweep})
+        L.append("| t | jitter | " + " | ".join(f"sigma_syn {a:g}" for a in syns) + " |")
+        L.append("|---" * (2 + len(syns)) + "|")
+        for t in sorted({r["steps"] for r in sweep}):
+            for j in sorted({r["jitter"] for r in sweep}):
+                cells = []
+                for a in syns:
+                    r = next((r for r in sweep if r["steps"] == t and r["jitter"] == j and r["sigma_syn"] == a), None)
+                    cells.append("" if r is None else acc(r))
+                L.append(f"| {t} | {j:g} | " + " | ".join(cells) + " |")
+        L.append("")
+    if energy:
+        L += ["## Energy per inference (our models, per-operation costs from seed 004 Table III)", "",
+              "| model | t | device | parameters | cell reads (MACs) | activations | energy (nJ) |", "|---|---|---|---|---|---|---|"]
+        for r in energy:
+            L.append(f"| {r['model']} | {r['steps']} | {r['device']} | {r['parameters']} | {r['macs']} | "
+                     f"{r['activations']} | {1e9 * r['total_J']:.3f} |")
+        L.append("")
+    L += ["## Our cost model on the seed's MNIST systems vs its Table III", "",
+          "| system | device | parameters | MACs | ours (nJ) | seed (nJ) | ours / seed |", "|---|---|---|---|---|---|---|"]
+    for r in check:
+        L.append(f"| {r['system']} | {r['device']} | {r['parameters']} | {r['macs']} | {1e9 * r['ours_total_J']:.2f} | "
+                 f"{1e9 * r['seed_total_J']:.2f} | {r['ratio_ours_to_seed']:.3f} |")
+    return "\n".join(L) + "\n"
