@@ -14,7 +14,7 @@ Weights and activations are +-1:
 Error-aware training (seed 002, section IV): train with ``errors="static"`` at a training BER. Each
 forward draws fresh errors (each forward is one inference); the forward pass computes with the
 erroneous weights ``W_err`` and the backward pass propagates through the same ``W_err`` (the synapse
-engine's reads are ``W + (W_err - W).detach()``), the update goes to the hidden weights.
+engine computes ``x W_err`` and routes ``dL/dW_err`` straight through to the hidden weights).
 
 Draw granularity. The engine draws static errors per batch row -- a ``(batch, 4096, 4096)`` tensor
 per layer for the default MLP, which does not fit in memory. :class:`BinaryLinear` /
@@ -85,15 +85,15 @@ class _BatchDraws:
 
     draws: str
 
-    def _shared_weight(self, wq: torch.Tensor) -> torch.Tensor | None:
-        """The read weight (with STE) for a shared draw, or None to use the engine's own path."""
+    def _shared_reads(self, wq: torch.Tensor) -> torch.Tensor | None:
+        """The read weights (no gradient) of a draw shared by the batch, or None for the engine's own path."""
         if self.draws != "batch":
             return None
         mode = self._mode()  # type: ignore[attr-defined]
         if mode == "frozen":
             return self._frozen_reads(wq, 1)[0]  # type: ignore[attr-defined]
         if mode == "per_row":
-            return self._per_row_reads(wq, 1)[0]  # type: ignore[attr-defined]
+            return self.error_model.read(wq.detach(), 1)[0]  # type: ignore[attr-defined]
         return None  # clean, or per-spike reads (engine)
 
 
@@ -117,10 +117,11 @@ class BinaryLinear(_BatchDraws, NoisyLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         wq = self.quantized_weight()
-        w = self._shared_weight(wq)
-        if w is None:
+        reads = self._shared_reads(wq)
+        if reads is None:
             return super().forward(x)
-        return self._finish(F.linear(x, w))
+        # value and input gradient through the drawn weights, weight gradient straight through
+        return self._finish(self._with_reads(x, wq, reads, F.linear, F.linear))
 
 
 class BinaryConv2d(_BatchDraws, NoisyConv2d):
@@ -139,10 +140,10 @@ class BinaryConv2d(_BatchDraws, NoisyConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         wq = self.quantized_weight()
-        w = self._shared_weight(wq)
-        if w is None:
+        reads = self._shared_reads(wq)
+        if reads is None:
             return super().forward(x)
-        return self._finish(self._conv(x, w))
+        return self._finish(self._with_reads(x, wq, reads, self._conv, self._conv))
 
 
 @torch.no_grad()

@@ -56,7 +56,7 @@ from .noise.base import ErrorModel
 from .synapse import NoisyConv2d, NoisyLinear, NoisySynapse, new_inference, synapses
 
 __all__ = ["TiledLinear", "TiledConv2d", "AnalogSynapse", "InputNoise", "ARRAY", "ADC_RANGE", "DRAWS",
-           "ANALOG_OPTIONS", "adc", "dac", "tiled_matmul", "tile", "set_analog", "calibrate_input_ranges",
+           "ANALOG_OPTIONS", "adc", "dac", "tiled_matmul", "tile", "set_analog", "calibrate_input_ranges", "calibrate_adc_ranges",
            "array_count", "programmed", "programming_accuracies", "box_stats", "level_settings", "LEVELS",
            "fill_range"]
 
@@ -111,7 +111,7 @@ def dac(x: torch.Tensor, bits: int | None, full_scale: float | None) -> torch.Te
 
 def tiled_matmul(x: torch.Tensor, g_plus: torch.Tensor, g_minus: torch.Tensor, *, dg: float,
                  rows: int | None, adc_bits: int | None, adc_range: float, input_range: float,
-                 multipliers: torch.Tensor | None = None) -> torch.Tensor:
+                 multipliers: torch.Tensor | None = None, probe: list | None = None) -> torch.Tensor:
     """Partial sums per array, digitized per column, summed digitally.
 
     Args:
@@ -123,6 +123,7 @@ def tiled_matmul(x: torch.Tensor, g_plus: torch.Tensor, g_minus: torch.Tensor, *
         adc_bits, adc_range: the ADC (bits None: ideal).
         input_range: full-scale input (inputs are applied as ``x / input_range``).
         multipliers: ``(R, O)`` per-array multipliers (R = number of row tiles) or None.
+        probe: if a list, the column currents ``(B, P, R, 2O)`` before the ADC are appended.
 
     Returns:
         ``(B, P, O)`` = ``sum_r m_r * (ADC(I+_r) - ADC(I-_r)) * input_range / dg``.
@@ -150,6 +151,8 @@ def tiled_matmul(x: torch.Tensor, g_plus: torch.Tensor, g_minus: torch.Tensor, *
     else:
         ip = torch.einsum("bprk,bork->bpro", xs, gp)
         im = torch.einsum("bprk,bork->bpro", xs, gm)
+    if probe is not None:
+        probe.append(torch.cat([ip, im], dim=-1).detach())
     ps = (adc(ip, adc_bits, adc_range) - adc(im, adc_bits, adc_range)) * (input_range / dg)
     if multipliers is not None:
         ps = ps * multipliers
@@ -240,6 +243,7 @@ class AnalogSynapse(NoisySynapse):
         self.multipliers = nn.Parameter(torch.ones(1, 1), requires_grad=False)
         self._draw: dict[str, torch.Tensor] | None = None
         self._pinned: dict[str, torch.Tensor] | None = None
+        self._probe: list | None = None  # column currents are collected here when a list
         self.set_analog(array=array, adc_bits=adc_bits, adc_range=adc_range, input_bits=input_bits,
                         input_range=input_range, draws=draws, input_noise=input_noise,
                         learn_multipliers=learn_multipliers)
@@ -302,7 +306,7 @@ class AnalogSynapse(NoisySynapse):
     @property
     def ideal(self) -> bool:
         """No arrays and no ADC: an ideal analog dot product (DAC and input noise still apply)."""
-        return self.array is None and self.adc_bits is None
+        return self.array is None and self.adc_bits is None and self._probe is None
 
     def get_extra_state(self) -> dict[str, Any]:
         state = super().get_extra_state()
@@ -420,7 +424,7 @@ class AnalogSynapse(NoisySynapse):
         rows = None if self.array is None else self.array[0]
         assert self.input_range is not None
         kw = dict(dg=dg, rows=rows, adc_bits=self.adc_bits, adc_range=self.adc_range,
-                  input_range=self.input_range, multipliers=mult)
+                  input_range=self.input_range, multipliers=mult, probe=self._probe)
         y = tiled_matmul(x.clamp_min(0), gp, gm, **kw)
         if bool((x < 0).any()):
             y = y - tiled_matmul((-x).clamp_min(0), gp, gm, **kw)  # second phase: negative inputs
@@ -585,6 +589,8 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
             mask = mask.reshape(C, kh, kw)[c0:c1]
             currents.append(self._conv_n(xs[:, c0:c1], g[:, :, c0:c1] * mask))
         i = torch.stack(currents, dim=1)  # (B, R, 2O, Ho, Wo)
+        if self._probe is not None:
+            self._probe.append(i.detach())
         i = adc(i, self.adc_bits, self.adc_range)
         ps = (i[:, :, :O] - i[:, :, O:]) * (self.input_range / dg)
         per = O if self.array is None else self.array[1] // 2
@@ -767,6 +773,49 @@ def calibrate_input_ranges(model: nn.Module, x: torch.Tensor, percentile: float 
         l.set_analog(input_range=found.get(i, 1.0) or 1.0)
         ranges.append(l.input_range)
     return ranges  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def calibrate_adc_ranges(model: nn.Module, x: torch.Tensor, percentile: float = 99.9,
+                         max_samples: int = 2 ** 20) -> list[float | None]:
+    """Set every ADC's full scale to a percentile of the column currents on batch ``x``.
+
+    The per-layer ADC reference as many IMC designs set it (seed 003 instead fixes 0-45 uA =
+    15 ``G_max`` for the whole system: with dense activations that saturates, see the study).
+    Runs ``model(x)`` once error-free with ideal ADCs (arrays, DAC and ``G_min`` as configured);
+    currents of both columns (``G+`` and ``G-``), zeros left out. Returns the new ranges in module
+    order (None for layers without ADC). Units: ``G_max * input_range``.
+    """
+    layers = list(_analog_layers(model))
+    saved = [(l.errors, l.adc_bits, l.input_noise) for l in layers]
+    was_training = model.training
+    try:
+        for l in layers:
+            if l.adc_bits is not None:
+                l._probe = []
+            l.errors, l.adc_bits, l.input_noise = "none", None, 0.0
+        model.eval()
+        model(x)
+    finally:
+        probes = [l._probe for l in layers]
+        for l, (e, b, s) in zip(layers, saved):
+            l.errors, l.adc_bits, l.input_noise = e, b, s
+            l._probe = None
+        model.train(was_training)
+    gen = torch.Generator().manual_seed(0)
+    out: list[float | None] = []
+    for l, pr in zip(layers, probes):
+        if pr is None:
+            out.append(None)
+            continue
+        a = torch.cat([p.flatten() for p in pr]) if pr else torch.zeros(0)
+        a = a[a > 0]
+        if a.numel() > max_samples:
+            a = a[torch.randperm(a.numel(), generator=gen)[:max_samples]]
+        v = float(torch.quantile(a.float(), percentile / 100.0)) if a.numel() else ADC_RANGE
+        l.set_analog(adc_range=v)
+        out.append(v)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

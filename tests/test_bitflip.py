@@ -29,15 +29,14 @@ def _random_patterns(dtype: str, n: int, seed: int) -> torch.Tensor:
 
 def _flip_counts(before: torch.Tensor, after: torch.Tensor, width: int):
     """Per bit position: (#0 bits, #0->1 flips, #1 bits, #1->0 flips) as Python ints."""
-    b = before.to(torch.int64)
-    a = after.to(torch.int64)
-    out = []
-    for k in range(width):
-        bb = (b >> k) & 1
-        aa = (a >> k) & 1
-        out.append((int((bb == 0).sum()), int(((bb == 0) & (aa == 1)).sum()),
-                    int((bb == 1).sum()), int(((bb == 1) & (aa == 0)).sum())))
-    return out
+    shifts = torch.arange(width, dtype=torch.int64)
+    b = (before.reshape(-1, 1).to(torch.int64) >> shifts) & 1  # (N, width) unpacked bits
+    a = (after.reshape(-1, 1).to(torch.int64) >> shifts) & 1
+    n1 = b.sum(0)
+    f01 = ((a - b) == 1).sum(0)
+    f10 = ((b - a) == 1).sum(0)
+    n0 = b.shape[0] - n1
+    return list(zip(n0.tolist(), f01.tolist(), n1.tolist(), f10.tolist()))
 
 
 def _check_rates(counts, noisy: list[int], p01: float, p10: float) -> tuple[int, int, int, int]:
@@ -80,7 +79,7 @@ def test_read_flips_each_bit_with_exact_probability(dtype, p01, p10):
 def test_flip_bits_both_samplers_agree_with_probabilities(dense_above):
     """The position sampler and the per-bit sampler are both exact (forced on the same input)."""
     g = torch.Generator().manual_seed(3)
-    bits = torch.randint(-2 ** 31, 2 ** 31 - 1, (8000,), dtype=torch.int64, generator=g).to(torch.int32)
+    bits = torch.randint(-2 ** 31, 2 ** 31 - 1, (4000,), dtype=torch.int64, generator=g).to(torch.int32)
     out = flip_bits(bits.unsqueeze(0).expand(8, -1).contiguous(), list(range(32)), 0.02, 0.06, g,
                     dense_above=dense_above)
     counts = _flip_counts(bits.unsqueeze(0).expand(8, -1), out, 32)
@@ -193,9 +192,9 @@ def test_int8_read_moments_match_samples():
     em = BitFlip(0.05, 0.15, dtype="int8")
     stored = torch.tensor([-127.0, -3.0, 0.0, 64.0, 127.0])
     mean, var = em.read_moments(stored)
-    reads = em.read(stored, 200000, torch.Generator().manual_seed(5)).double()
-    assert torch.allclose(reads.mean(0), mean.double(), atol=5 * float(var.max().sqrt()) / math.sqrt(200000))
-    assert torch.allclose(reads.var(0), var.double(), rtol=0.03)
+    reads = em.read(stored, 60000, torch.Generator().manual_seed(5)).double()
+    assert torch.allclose(reads.mean(0), mean.double(), atol=5 * float(var.max().sqrt()) / math.sqrt(60000))
+    assert torch.allclose(reads.var(0), var.double(), rtol=0.05)
     with pytest.raises(NotImplementedError):
         BitFlip(0.1).read_moments(stored)
 
@@ -273,7 +272,7 @@ def test_flip_activations_statistics_and_int8_calibration():
         net(data)
     (s,) = calibrate_activations(net, [data])
     ref = torch.relu(net[0](data))
-    assert s == pytest.approx(float(ref.max()) / 127)
+    assert s == pytest.approx(float(ref.detach().max()) / 127)
     assert (net(data) - ref).abs().max() <= s / 2 + 1e-6
     assert set_activation_flips(net, BitFlip(0.5, dtype="int8")) == 1
     assert (net(data) - ref).abs().max() > 10 * s
@@ -293,3 +292,58 @@ def test_convert_whole_model_with_flips_collapses_then_mantissa_only_does_not():
     err_mant = (mant - clean).abs().amax(dim=1)
     assert float(err_mant.max()) < 0.05 * float(clean.abs().max())
     assert float(err_full.median()) > 1e3 * float(err_mant.median() + 1e-12)
+
+
+def _cli(argv):
+    from spikenoise.cli import main
+
+    return main(argv)
+
+
+def test_bitflip_cli_runs_resumes_and_writes_outputs(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "bf"
+    argv = ["bitflip", "--preset", "quick", "--model", "vgg11", "--width", "0.0625", "--image-size", "8",
+            "--epochs", "1", "--dtypes", "float32,int8", "--targets", "w,w+b+a", "--p-min", "1e-5", "--p-max", "1e-2",
+            "--per-decade", "1", "--repeats", "1", "--floor-margin", "-1", "--out", str(out), "--no-progress"]
+    torch.set_num_threads(1)
+    try:
+        assert _cli(argv) == 0
+        lines = (out / "results.jsonl").read_text().splitlines()
+        assert len(lines) == 2 * 2 * 4  # dtypes x targets x probabilities
+        for name in ("results.csv", "midpoints.csv", "midpoints.json", "table.md", "formats_w.png", "formats_wba.png"):
+            assert (out / name).exists(), name
+        table = (out / "table.md").read_text()
+        assert "| int8 | all | w+b+a |" in table
+        # rerun: every condition is on disk, nothing is recomputed
+        assert _cli(argv) == 0
+        assert (out / "results.jsonl").read_text().splitlines() == lines
+    finally:
+        torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("depth", [11, 13, 16, 19])
+def test_vgg_shapes_and_batchnorm_folding(depth):
+    from spikenoise.models.vgg import VGG, fold_batchnorm
+
+    torch.manual_seed(depth)
+    n_conv = {11: 8, 13: 10, 16: 13, 19: 16}[depth]
+    m = VGG(depth, num_classes=12, in_channels=1, input_size=(67, 40), width=0.0625)
+    assert len([s for s in sn.synapses(m) if isinstance(s, torch.nn.Conv2d)]) == n_conv
+    assert m.feature_shape == (32, 2, 1)  # 67x40 halved 5x, a 1-pixel dim is not pooled further
+    x = torch.randn(3, 67, 40)
+    m.train()
+    for _ in range(3):
+        m(torch.randn(8, 67, 40))  # batch norm statistics
+    m.eval()
+    ref = m(x)
+    assert ref.shape == (3, 12)
+    assert fold_batchnorm(m) == n_conv + 2
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    assert torch.allclose(m(x), ref, atol=1e-4, rtol=1e-4)  # same function, now weights + biases only
+    small = VGG(depth, num_classes=10, in_channels=1, input_size=(8, 8), width=0.0625, classifier_layers=1)
+    assert small(torch.randn(2, 1, 8, 8)).shape == (2, 10) and small.feature_shape[1:] == (1, 1)
+    with pytest.raises(ValueError, match="depth"):
+        VGG(12)
+    with pytest.raises(ValueError, match="expects input"):
+        small(torch.randn(2, 1, 9, 9))

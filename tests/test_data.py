@@ -1,6 +1,7 @@
 """Tests of the keyword-spotting data layer (spikenoise.data)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -126,6 +127,7 @@ def test_gscd_class_mapping(gscd):
     data, layout, _ = gscd
     assert data.classes == GSCD_CLASSES
     assert GSCD_CLASSES[10:] == ["silence", "unknown"]
+    assert json.loads(json.dumps(data.info))["sizes"]["val"] == len(data.val)
     for ds in (data.train, data.val, data.test):
         for src, lab in zip(ds.meta["source"], ds.labels.tolist()):
             if src.startswith("silence:"):
@@ -205,12 +207,14 @@ def test_gscd_official_test_set(tmp_path, gscd):
     for i, folder in enumerate(KEYWORDS + ["_silence_", "_unknown_"]):
         (troot / folder).mkdir(parents=True)
         sf.write(troot / folder / "a_nohash_0.wav", _tone_word(rng, 100 + 20 * i), SR)
-    d = load_kws("gscd", root=base / "speech_commands_v0.02", test_root=troot, cache_dir=tmp_path / "c",
-                 progress=False, augment=False)
+    with pytest.warns(RuntimeWarning, match="skipped 1"):  # the corrupt training file again
+        d = load_kws("gscd", root=base / "speech_commands_v0.02", test_root=troot, cache_dir=tmp_path / "c",
+                     progress=False, augment=False)
+    assert d.info["test_root"] == str(troot)
     assert len(d.test) == 12 and d.test.labels.tolist() == list(range(12))
 
 
-def test_bad_layouts_name_the_expected_layout(tmp_path):
+def test_bad_layouts_name_the_expected_layout(tmp_path, monkeypatch):
     with pytest.raises(DataLayoutError, match="validation_list.txt"):
         load_kws("gscd", root=tmp_path / "nowhere")
     (tmp_path / "half" / "yes").mkdir(parents=True)
@@ -220,6 +224,9 @@ def test_bad_layouts_name_the_expected_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataLayoutError, match=r"\{digit\}_\{speaker\}_\{take\}\.wav"):
         load_kws("fsdd", root=tmp_path / "empty")
+    monkeypatch.delenv("SPIKENOISE_GSCD", raising=False)
+    with pytest.raises(ValueError, match=r"needs root=.*SPIKENOISE_GSCD"):
+        load_kws("gscd")
     with pytest.raises(ValueError, match="unknown data set"):
         load_kws("timit")
     with pytest.raises(TypeError, match="unexpected option"):
@@ -249,10 +256,10 @@ def test_fsdd_conventional_split(fsdd_root, tmp_path):
     assert d.test.class_counts() == dict.fromkeys(FSDD_CLASSES, 30)
     x, y = d.test[0]
     assert x.shape == (67, 40)
-    # 8 kHz audio resampled to 16 kHz carries (almost) nothing above 4 kHz: the top Mel bands
-    # (centres > 4.3 kHz) are far below the speech bands in the unnormalized log-Mel
-    lm = d.test.logmel.float().mean(dim=(0, 1))
-    assert float(lm[:25].mean() - lm[-8:].mean()) > 5.0
+    # 8 kHz audio resampled to 16 kHz carries (almost) nothing above 4 kHz: at their loudest frame
+    # the top Mel bands (centres > 4.3 kHz) stay far below the speech bands (log units)
+    peak = d.test.logmel.float().amax(dim=1)  # [N, 40]
+    assert float(peak[:, :25].mean() - peak[:, -8:].mean()) > 6.0
 
 
 def test_fsdd_speaker_split(fsdd_root, tmp_path):
@@ -268,7 +275,7 @@ def test_fsdd_speaker_split(fsdd_root, tmp_path):
 
 # ---------------------------------------------------------------------------------- embedded
 needs_espeak = pytest.mark.skipif(not _espeak.available(), reason="espeakng-loader not installed")
-SMALL = EmbeddedConfig(n_speakers=10)  # 350 base utterances: fast, same code path
+SMALL = EmbeddedConfig(n_speakers=10, takes=1, noise_bank_size=20)  # 350 utterances: fast, same code
 
 
 @needs_espeak
@@ -285,12 +292,24 @@ def test_embedded_deterministic_per_seed(tmp_path):
 
 
 @needs_espeak
+def test_embedded_default_speaker_pool_is_speakable():
+    from spikenoise.data.embedded import speaker_pool
+
+    pool = speaker_pool()
+    assert [sum(s["split"] == k for s in pool) for k in range(3)] == [42, 9, 9]
+    assert len({s["voice"] for s in pool}) == 60
+    waves, sr = _espeak.synthesize([dict(text="go", voice=s["voice"], seed=1) for s in pool])
+    assert sr == 22050 and all(0.1 < len(w) / sr < 1.5 for w in waves)  # every voice exists
+
+
+@needs_espeak
 def test_embedded_task_structure_and_cache(tmp_path):
-    kw = dict(n_train=240, n_val=60, n_test=60, progress=False, cache_dir=tmp_path)
+    kw = dict(n_train=240, n_val=60, n_test=60, progress=False, cache_dir=tmp_path,
+              embedded_config=EmbeddedConfig(n_speakers=20, takes=1, noise_bank_size=20))
     d = load_kws("embedded", seed=0, **kw)
     assert d.classes == GSCD_CLASSES and d.info["cache"]["hit"] is False
     assert set(d.info["class_counts"]["train"].values()) == {20}  # balanced 12 classes
-    assert d.info["speakers_per_split"] == {"train": 42, "val": 9, "test": 9}
+    assert d.info["speakers_per_split"] == {"train": 14, "val": 3, "test": 3}
     spk = {s: set(getattr(d, s).meta["speaker"].tolist()) - {-1} for s in ("train", "val", "test")}
     assert not spk["train"] & spk["test"] and not spk["train"] & spk["val"]  # held-out speakers
     words, labels = d.train.meta["word"], d.train.labels.tolist()
@@ -307,6 +326,7 @@ def test_embedded_task_structure_and_cache(tmp_path):
     assert float(snr.min()) >= -5 and float(snr.max()) <= 20 and float(snr.std()) > 3
     x, y = d.test[0]
     assert x.shape == (67, 40) and x.dtype == torch.float32
+    json.loads(json.dumps(d.info))  # info goes into result files as JSON
     again = load_kws("embedded", seed=0, **kw)
     assert again.info["cache"]["hit"] is True
     assert torch.equal(again.test.logmel, d.test.logmel)

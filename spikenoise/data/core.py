@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -118,9 +119,10 @@ def load_kws(
 
     ``name``: ``"embedded"`` (synthesized GSCD words, no download; sizes default to the
     ``preset`` option: "default" 8000/1000/1000, "quick" 4000/500/500, "tiny" 960/240/240),
-    ``"gscd"`` (``root`` = speech_commands_v0.02 folder; options ``test_root``,
-    ``silence_fraction=0.1``, ``unknown_fraction=None``) or ``"fsdd"`` (``root`` = FSDD folder,
-    ``split`` = "conventional" | "speaker"; options ``test_speakers``, ``val_speakers``).
+    ``"gscd"`` (``root`` = speech_commands_v0.02 folder, default ``$SPIKENOISE_GSCD``; options
+    ``test_root``, ``silence_fraction=0.1``, ``unknown_fraction=None``) or ``"fsdd"`` (``root`` =
+    FSDD folder, default ``$SPIKENOISE_FSDD``; ``split`` = "conventional" | "speaker"; options
+    ``test_speakers``, ``val_speakers``).
     ``n_*`` subsample a real data set (seeded) or size the embedded one. ``seed`` (>= 0) fixes
     the embedded clips, GSCD silence cuts and subsets, and the augmentation draws.
     Features are cached under ``cache_dir`` (default ``$SPIKENOISE_CACHE`` or
@@ -143,18 +145,20 @@ def load_kws(
             raise ValueError("split= applies to fsdd only")
         data = _load_embedded(options, **kw)
     elif name == "gscd":
-        if root is None:
+        root = root or os.environ.get("SPIKENOISE_GSCD")
+        if not root:
             from .gscd import GSCD_LAYOUT
 
-            raise ValueError(f"load_kws('gscd') needs root=<folder>.\n{GSCD_LAYOUT}")
+            raise ValueError(f"load_kws('gscd') needs root=<folder> or $SPIKENOISE_GSCD.\n{GSCD_LAYOUT}")
         if split != "conventional":
             raise ValueError("split= applies to fsdd only; GSCD uses its official lists")
         data = _load_gscd(Path(root), options, **kw)
     else:
-        if root is None:
+        root = root or os.environ.get("SPIKENOISE_FSDD")
+        if not root:
             from .fsdd import FSDD_LAYOUT
 
-            raise ValueError(f"load_kws('fsdd') needs root=<folder>.\n{FSDD_LAYOUT}")
+            raise ValueError(f"load_kws('fsdd') needs root=<folder> or $SPIKENOISE_FSDD.\n{FSDD_LAYOUT}")
         data = _load_fsdd(Path(root), split, options, **kw)
     data.info["load_seconds"] = round(time.perf_counter() - t0, 2)
     return data

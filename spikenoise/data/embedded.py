@@ -113,7 +113,7 @@ def _base_jobs(speakers: list[dict], cfg: EmbeddedConfig) -> list[dict]:
     jobs = []
     for s in speakers:
         for w in WORDS:
-            for t in range(cfg.takes):
+            for _ in range(cfg.takes):
                 jobs.append(
                     dict(
                         text=w,
@@ -146,15 +146,21 @@ def base_utterances(cfg: EmbeddedConfig, sample_rate: int) -> tuple[dict, list[d
     waves, sr, ver = _espeak.synthesize_fresh(jobs)
     # one module = one sinc kernel; the functional form rebuilds it per call (~5 ms each)
     resample = torchaudio.transforms.Resample(sr, sample_rate) if sr != sample_rate else None
+    # batched resampling: one conv per chunk (per-utterance torch calls crawl on shared cores)
+    flat: list[np.ndarray] = []
+    for c in range(0, len(waves), 256):
+        chunk = waves[c : c + 256]
+        x = np.zeros((len(chunk), max(len(w) for w in chunk)), np.float32)
+        for k, w in enumerate(chunk):
+            x[k, : len(w)] = w / 32768.0
+        y = resample(torch.from_numpy(x)).numpy() if resample is not None else x
+        flat += [y[k, : int(np.ceil(len(w) * sample_rate / sr))] for k, w in enumerate(chunk)]
     base: dict = {}
     i = 0
     for s in speakers:
         for w in WORDS:
             for _ in range(cfg.takes):
-                x = torch.from_numpy(waves[i].astype(np.float32) / 32768.0)
-                if resample is not None:
-                    x = resample(x)
-                base.setdefault((s["id"], w), []).append(_trim(x.numpy(), sample_rate))
+                base.setdefault((s["id"], w), []).append(_trim(flat[i], sample_rate))
                 i += 1
     return base, speakers, ver
 
@@ -256,11 +262,13 @@ def generate_embedded(
         )
     if bar is not None:
         bar.close()
-    bank = synth_noise_bank(np.random.default_rng([seed, 99, EMBEDDED_VERSION]), cfg.noise_bank_size, cfg.noise_bank_rms, fcfg)
+    bank_rng = np.random.default_rng([seed, 99, EMBEDDED_VERSION])
+    bank = synth_noise_bank(bank_rng, cfg.noise_bank_size, cfg.noise_bank_rms, fcfg)
+    names = ("train", "val", "test")
     info = dict(
         synthesizer=f"espeak-ng {ver} (PyPI espeakng-loader, ctypes)",
         words=WORDS,
-        speakers_per_split={nm: sum(s["split"] == c for s in speakers) for c, nm in enumerate(("train", "val", "test"))},
+        speakers_per_split={nm: sum(s["split"] == c for s in speakers) for c, nm in enumerate(names)},
         base_utterances=len(speakers) * len(WORDS) * cfg.takes,
         generator_version=EMBEDDED_VERSION,
         embedded_config=cfg.as_dict(),

@@ -45,7 +45,9 @@ def scan_fsdd(root: str | Path) -> tuple[Path, list[dict]]:
     return folder, items
 
 
-def split_fsdd(items: list[dict], split: str = "conventional", test_speakers=None, val_speakers=None) -> dict[str, list[dict]]:
+def split_fsdd(
+    items: list[dict], split: str = "conventional", test_speakers=None, val_speakers=None
+) -> dict[str, list[dict]]:
     """Assign items to ``train`` / ``val`` / ``test`` (see module docstring)."""
     out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     if split == "conventional":

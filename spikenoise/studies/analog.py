@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["add_arguments", "main", "PRESETS", "load_study_data", "tensor_loaders", "build_study_model"]
+__all__ = ["add_arguments", "main", "PRESETS", "load_study_data", "tensor_loaders", "build_study_model", "aggregate"]
 
 DEFAULT_FSDD = "/work/shared/data/fsdd"
 
@@ -47,15 +47,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests and a first look
     "smoke": dict(data="synthetic", model="mlp", hidden=32, epochs=3, ft_epochs=1, programmings=3,
                   train_sigmas=[0.0, 0.08], test_sigmas=[0.0, 0.08], levels=[1, 2, 3], batch_size=64,
-                  array=[16, 8], n_train=None, n_test=None),
+                  array=[16, 8], n_train=None, n_test=None, adc_range="auto", train_seeds=1),
     # minutes on 2 CPU cores
     "quick": dict(data="fsdd", model="mlp", hidden=256, epochs=25, ft_epochs=6, programmings=40,
-                  train_sigmas=[0.0, 0.04, 0.08], test_sigmas=[0.0, 0.02, 0.04, 0.06, 0.08, 0.12],
-                  levels=[1, 2, 3], batch_size=64, array=[256, 64], n_train=None, n_test=None),
+                  train_sigmas=[0.0, 0.04, 0.08], test_sigmas=[0.0, 0.04, 0.08, 0.12, 0.16, 0.24],
+                  levels=[1, 2, 3], batch_size=64, array=[256, 64], n_train=None, n_test=None, adc_range="auto",
+                  train_seeds=3),
     # the KWS CNN of the model zoo (16/32/64 channels), slower
     "full": dict(data="fsdd", model="cnn", hidden=256, epochs=30, ft_epochs=8, programmings=40,
-                 train_sigmas=[0.0, 0.04, 0.08], test_sigmas=[0.0, 0.02, 0.04, 0.06, 0.08, 0.12],
-                 levels=[1, 2, 3], batch_size=64, array=[256, 64], n_train=None, n_test=None),
+                 train_sigmas=[0.0, 0.04, 0.08], test_sigmas=[0.0, 0.04, 0.08, 0.12, 0.16, 0.24],
+                 levels=[1, 2, 3], batch_size=64, array=[256, 64], n_train=None, n_test=None, adc_range="auto",
+                 train_seeds=3),
 }
 
 
@@ -70,13 +72,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs of float training")
     p.add_argument("--ft-epochs", type=int, help="epochs of each level's fine-tuning")
     p.add_argument("--programmings", type=int, help="programmed chips per condition (seed 003: 40)")
+    p.add_argument("--train-seeds", type=int, help="independent trainings (float + fine-tunes) per condition")
     p.add_argument("--train-sigmas", type=float, nargs="+", help="variation injected in training (relative)")
     p.add_argument("--test-sigmas", type=float, nargs="+", help="programming variation at inference (relative)")
     p.add_argument("--levels", type=int, nargs="+", choices=[1, 2, 3], help="pipeline levels")
     p.add_argument("--array", type=int, nargs=2, metavar=("ROWS", "COLS"), help="array size (default 256 64)")
     p.add_argument("--on-off", type=float, default=10.0, help="G_max / G_min (default 10)")
     p.add_argument("--adc-bits", type=int, default=8, help="ADC resolution (default 8)")
-    p.add_argument("--adc-range", type=float, default=15.0, help="ADC full scale in G_max x full-scale input (15)")
+    p.add_argument("--adc-range", default=None,
+                   help="ADC full scale in G_max x full-scale input: a number (seed 003: 15) or 'auto' "
+                        "(per layer, 99.9th percentile of the column currents on training data)")
     p.add_argument("--bits", type=int, default=8, help="weight / programming target bits (default 8)")
     p.add_argument("--act-bits", type=int, default=8, help="activation (DAC) bits (default 8)")
     p.add_argument("--mapping", choices=["proportional", "offset"], default="proportional")
@@ -92,12 +97,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     cfg = dict(PRESETS[args.preset])
-    for k in list(cfg) + ["on_off", "adc_bits", "adc_range", "bits", "act_bits", "mapping", "state_dependent",
+    for k in list(cfg) + ["on_off", "adc_bits", "bits", "act_bits", "mapping", "state_dependent",
                           "seed", "root"]:
         v = getattr(args, k, None)
         if v is not None:
             cfg[k] = v
     cfg["preset"] = args.preset
+    if cfg["adc_range"] != "auto":
+        try:
+            cfg["adc_range"] = float(cfg["adc_range"])
+        except ValueError:
+            raise SystemExit(f"--adc-range must be a number or 'auto', got {cfg['adc_range']!r}") from None
     if cfg["data"] == "fsdd" and not cfg.get("root"):
         cfg["root"] = DEFAULT_FSDD
     return cfg
@@ -230,20 +240,57 @@ def build_study_model(kind: str, input_shape: tuple[int, ...], n_classes: int, h
 
 
 def _set_level(model: nn.Module, level: int, sigma: float, cfg: dict[str, Any], errors: str = "static",
-               draws: str | None = None) -> nn.Module:
-    from spikenoise.tiles import level_settings, tile
+               draws: str | None = None, calib: torch.Tensor | None = None) -> nn.Module:
+    """Put ``model`` into pipeline ``level`` at variation ``sigma``.
 
+    With ``adc_range="auto"`` a model's ADC ranges are kept, or calibrated on ``calib`` if given.
+    """
+    from spikenoise.tiles import ADC_RANGE, calibrate_adc_ranges, level_settings, tile
+
+    auto = cfg["adc_range"] == "auto"
     st = level_settings(level, sigma, on_off=cfg["on_off"], bits=cfg["bits"], act_bits=cfg["act_bits"],
-                        array=tuple(cfg["array"]), adc_bits=cfg["adc_bits"], adc_range=cfg["adc_range"],
+                        array=tuple(cfg["array"]), adc_bits=cfg["adc_bits"],
+                        adc_range=ADC_RANGE if auto else cfg["adc_range"],
                         mapping=cfg["mapping"], state_dependent=cfg["state_dependent"])
     analog = dict(st["analog"])
+    if auto:
+        analog.pop("adc_range", None)
     if draws is not None:
         analog["draws"] = draws
-    return tile(model, st["error_model"], errors=errors, inplace=True, **analog)
+    model = tile(model, st["error_model"], errors=errors, inplace=True, **analog)
+    if auto and level == 3 and calib is not None:
+        calibrate_adc_ranges(model, calib)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------
 # main
+
+def _conditions(rows: list[dict[str, Any]]) -> dict[tuple[int, float, float], list[dict[str, Any]]]:
+    """Rows grouped by (level, train sigma, test sigma), one row per training seed."""
+    groups: dict[tuple[int, float, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        k = r["key"]
+        groups.setdefault((k["level"], k["train_sigma"], k["test_sigma"]), []).append(r)
+    return groups
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per condition: the chips of all training seeds pooled (box statistics) and the per-seed
+    top-25 % (q3) and mean accuracies as mean +- 95 % CI over training seeds."""
+    from spikenoise.results import mean_ci
+    from spikenoise.tiles import box_stats
+
+    out = []
+    for (lv, tr, te), rs in sorted(_conditions(rows).items()):
+        pooled = [a for r in rs for a in r["accuracies"]]
+        q3m, q3ci = mean_ci([r["q3"] for r in rs])
+        mm, mci = mean_ci([r["mean"] for r in rs])
+        out.append({"level": lv, "train_sigma": tr, "test_sigma": te, "train_seeds": len(rs),
+                    "chips": len(pooled), **{f"pooled_{k}": v for k, v in box_stats(pooled).items() if k != "n"},
+                    "top25": q3m, "top25_ci": q3ci, "mean": mm, "mean_ci": mci})
+    return out
+
 
 def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
@@ -251,9 +298,11 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = sorted({r["key"]["level"] for r in rows})
-    trs = sorted({r["key"]["train_sigma"] for r in rows})
-    tes = sorted({r["key"]["test_sigma"] for r in rows})
+    groups = _conditions(rows)
+    agg = aggregate(rows)
+    levels = sorted({k[0] for k in groups})
+    trs = sorted({k[1] for k in groups})
+    tes = sorted({k[2] for k in groups})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(levels), figsize=(5.2 * len(levels), 4.2), squeeze=False, sharey=True)
     width = 0.8 / max(1, len(trs))
@@ -261,11 +310,10 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
         for j, tr in enumerate(trs):
             data, pos = [], []
             for i, te in enumerate(tes):
-                r = next((r for r in rows if r["key"] == {"level": lv, "train_sigma": tr, "test_sigma": te}), None)
-                if r is None:
-                    continue
-                data.append([100 * a for a in r["accuracies"]])
-                pos.append(i - 0.4 + width * (j + 0.5))
+                rs = groups.get((lv, tr, te))
+                if rs:
+                    data.append([100 * a for r in rs for a in r["accuracies"]])
+                    pos.append(i - 0.4 + width * (j + 0.5))
             if data:
                 bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, whis=(0, 100),
                                 manage_ticks=False)
@@ -279,9 +327,11 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
         ax.set_title({1: "level 1: quantized", 2: "level 2: + two cells, on/off",
                       3: "level 3: + arrays, ADC"}[lv])
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"test accuracy (%), {cfg['programmings']} chips")
+    n_seeds = max(len(rs) for rs in groups.values())
+    axes[0][0].set_ylabel(f"test accuracy (%): {cfg['programmings']} chips x {n_seeds} trainings")
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, whiskers = min/max")
+    fig.suptitle(f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, ADC range {cfg['adc_range']}, "
+                 "whiskers = min/max")
     fig.tight_layout()
     p1 = out / "boxplots.png"
     fig.savefig(p1, dpi=120)
@@ -290,16 +340,15 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
     fig, axes = plt.subplots(1, len(levels), figsize=(5.2 * len(levels), 3.8), squeeze=False, sharey=True)
     for ax, lv in zip(axes[0], levels):
         for j, tr in enumerate(trs):
-            pts = [(r["key"]["test_sigma"], 100 * r["top25"]) for r in rows
-                   if r["key"]["level"] == lv and r["key"]["train_sigma"] == tr]
-            pts.sort()
+            pts = sorted((a["test_sigma"], 100 * a["top25"], 100 * a["top25_ci"]) for a in agg
+                         if a["level"] == lv and a["train_sigma"] == tr)
             if pts:
-                ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], "o-", color=colors[j % len(colors)],
-                        label=f"train var {100 * tr:g}%")
+                ax.errorbar([100 * p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-",
+                            capsize=3, color=colors[j % len(colors)], label=f"train var {100 * tr:g}%")
         ax.set_title(f"level {lv}: 75th percentile accuracy")
         ax.set_xlabel("programming variation at inference (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("top-25% accuracy (%)")
+    axes[0][0].set_ylabel("top-25% accuracy (%), mean +- 95% CI over trainings")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     p2 = out / "top25.png"
@@ -309,30 +358,56 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
 
 
 def _summary(rows: list[dict[str, Any]], det: list[dict[str, Any]], cfg: dict[str, Any], info: dict[str, Any]) -> str:
+    from spikenoise.results import mean_ci
+
     lines = [f"# seed 003 study: {cfg['data']}, {cfg['model']}, preset {cfg['preset']}", ""]
-    lines.append(f"Train/test samples: {info['n_train']}/{info['n_test']}; {cfg['programmings']} programmed chips "
-                 f"per condition; on/off {cfg['on_off']:g}; array {cfg['array'][0]}x{cfg['array'][1]}; "
-                 f"ADC {cfg['adc_bits']} bit, range {cfg['adc_range']:g}; weights {cfg['bits']} bit, "
-                 f"activations {cfg['act_bits']} bit; mapping {cfg['mapping']}"
+    lines.append(f"Train/test samples: {info['n_train']}/{info['n_test']}; {cfg['train_seeds']} training seed(s); "
+                 f"{cfg['programmings']} programmed chips per condition and training; on/off {cfg['on_off']:g}; "
+                 f"array {cfg['array'][0]}x{cfg['array'][1]}; ADC {cfg['adc_bits']} bit, range {cfg['adc_range']}; "
+                 f"weights {cfg['bits']} bit, activations {cfg['act_bits']} bit; mapping {cfg['mapping']}"
                  f"{', state-dependent variation' if cfg['state_dependent'] else ''}.")
-    lines.append(f"Float model test accuracy: {100 * info['float_acc']:.2f}%.")
-    lines += ["", "## Deterministic effects (no variation; rows: training level, columns: inference pipeline)", ""]
+    fa = info["float_accs"]
+    lines.append(f"Float model test accuracy per training seed: {', '.join(f'{100 * a:.2f}' for a in fa)}%. "
+                 f"DAC ranges per layer (seed 0): {', '.join(f'{r:.3g}' for r in info['input_ranges'][0])}. "
+                 f"ADC ranges per layer (G_max x full-scale input): {json.dumps(info['adc_ranges'])}.")
+    lines += ["", "## Deterministic effects (no variation; mean over training seeds; rows: training level, "
+              "columns: inference pipeline)", ""]
     pipes = sorted({d["pipeline"] for d in det})
     lines.append("| trained at | " + " | ".join(f"pipeline {p}" for p in pipes) + " |")
     lines.append("|---" * (len(pipes) + 1) + "|")
     for t in sorted({d["trained"] for d in det}):
         cells = []
         for p in pipes:
-            d = next((d for d in det if d["trained"] == t and d["pipeline"] == p), None)
-            cells.append("" if d is None else f"{100 * d['accuracy']:.2f}")
+            v = [d["accuracy"] for d in det if d["trained"] == t and d["pipeline"] == p]
+            cells.append("" if not v else f"{100 * sum(v) / len(v):.2f}")
         lines.append(f"| level {t} | " + " | ".join(cells) + " |")
-    lines += ["", "## Programming variation (accuracy %, over programmed chips)", "",
-              "| level | train var | test var | min | q1 | median | q3 (top 25%) | max | mean |",
+    lines += ["", "## Programming variation (accuracy %)", "",
+              "Pooled over all chips of all trainings: min / q1 / median / max. Top 25% (q3) and mean: per "
+              "training, then mean +- 95% CI over trainings.", "",
+              "| level | train var | test var | min | q1 | median | top 25% (q3) | max | mean |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["key"]["level"], r["key"]["train_sigma"], r["key"]["test_sigma"])):
-        k = r["key"]
-        lines.append(f"| {k['level']} | {100 * k['train_sigma']:g}% | {100 * k['test_sigma']:g}% | "
-                     + " | ".join(f"{100 * r[s]:.2f}" for s in ("min", "q1", "median", "q3", "max", "mean")) + " |")
+    for a in aggregate(rows):
+        lines.append(f"| {a['level']} | {100 * a['train_sigma']:g}% | {100 * a['test_sigma']:g}% | "
+                     f"{100 * a['pooled_min']:.2f} | {100 * a['pooled_q1']:.2f} | {100 * a['pooled_median']:.2f} | "
+                     f"{100 * a['top25']:.2f} +- {100 * a['top25_ci']:.2f} | {100 * a['pooled_max']:.2f} | "
+                     f"{100 * a['mean']:.2f} +- {100 * a['mean_ci']:.2f} |")
+    # injection effect: per training seed, the gain of injected over not-injected models
+    base = min(cfg["train_sigmas"])
+    gains = []
+    for (lv, tr, te), rs in sorted(_conditions(rows).items()):
+        if tr == base:
+            continue
+        ref = {r["key"]["train_seed"]: r for r in _conditions(rows).get((lv, base, te), [])}
+        d = [r["mean"] - ref[r["key"]["train_seed"]]["mean"] for r in rs if r["key"]["train_seed"] in ref]
+        if d:
+            m, ci = mean_ci(d)
+            gains.append((lv, tr, te, m, ci, len(d)))
+    if gains:
+        lines += ["", f"## Noise injection: gain in mean accuracy over training without injection (paired by "
+                  "training seed; percentage points, mean +- 95% CI)", "",
+                  "| level | train var | test var | gain | trainings |", "|---|---|---|---|---|"]
+        for lv, tr, te, m, ci, n in gains:
+            lines.append(f"| {lv} | {100 * tr:g}% | {100 * te:g}% | {100 * m:+.2f} +- {100 * ci:.2f} | {n} |")
     return "\n".join(lines) + "\n"
 
 
@@ -342,7 +417,7 @@ def main(args: argparse.Namespace) -> int:
 
     from spikenoise.evaluate import accuracy
     from spikenoise.results import ResultStore
-    from spikenoise.tiles import box_stats, calibrate_input_ranges, programming_accuracies, tile
+    from spikenoise.tiles import box_stats, calibrate_input_ranges, programming_accuracies, set_analog
     from spikenoise.train import fit, seed_everything
 
     cfg = _resolve(args)
@@ -358,68 +433,75 @@ def main(args: argparse.Namespace) -> int:
     train, test, n_classes = load_study_data(cfg["data"], cfg["seed"], cfg.get("root"), cfg.get("n_train"),
                                              cfg.get("n_test"), progress)
     input_shape = tuple(train[0].shape[1:])
-    tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], cfg["seed"])
-    seed_everything(cfg["seed"])
-
-    # 1. float model
-    float_model = build_study_model(cfg["model"], input_shape, n_classes, cfg["hidden"])
-    fit(float_model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=cfg["seed"],
-        checkpoint=out / "models" / "float.pt", progress=progress, desc="float")
-    float_acc = accuracy(float_model, te_loader)
-    # 2. DAC ranges from training data, shared by all levels
-    calib = train[0][:512]
-    ranges = calibrate_input_ranges(float_model, calib)
-
-    # 3. architecture-aware fine-tuning chains
-    models: dict[tuple[int, float], nn.Module] = {}
-    for s in cfg["train_sigmas"]:
-        prev = float_model
-        for lv in (1, 2, 3):
-            if lv > max(cfg["levels"]):
-                break
-            m = _set_level(copy.deepcopy(prev), lv, s, cfg, errors="static" if s > 0 else "none", draws="batch")
-            fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=cfg["seed"] + lv,
-                checkpoint=out / "models" / f"level{lv}_train{s:g}.pt", progress=progress,
-                desc=f"level {lv}, train var {s:g}")
-            models[(lv, s)] = m
-            prev = m
-
-    # 5. deterministic effects: error-free models of each training level in each pipeline
+    calib = train[0][:512]  # calibration batch of DAC / ADC ranges (training data)
+    levels_needed = [lv for lv in (1, 2, 3) if lv <= max(cfg["levels"])]
     det: list[dict[str, Any]] = []
-    s0 = min(cfg["train_sigmas"], key=abs)
-    trained = {0: float_model, **{lv: models[(lv, s0)] for lv in (1, 2, 3) if (lv, s0) in models}}
-    for t, m in trained.items():
-        for p in [0] + [lv for lv in (1, 2, 3) if lv <= max(cfg["levels"])]:
-            mm = _set_level(copy.deepcopy(m), p, 0.0, cfg, errors="none")
-            if p == 0:
-                from spikenoise.tiles import set_analog
-                set_analog(mm, input_range=None)
-            det.append({"trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
-    with open(out / "deterministic.csv", "w") as fh:
-        fh.write("trained_level,pipeline_level,accuracy\n")
-        for d in det:
-            fh.write(f"{d['trained']},{d['pipeline']},{d['accuracy']:.6f}\n")
+    float_accs: list[float] = []
+    ranges: list[Any] = []
+    adc_ranges: dict[str, Any] = {}
+    for ts in range(cfg["train_seeds"]):
+        tseed = cfg["seed"] + 1000 * ts  # data split fixed by --seed; initialization and order by ts
+        tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], tseed)
+        seed_everything(tseed)
+        # 1. float model
+        float_model = build_study_model(cfg["model"], input_shape, n_classes, cfg["hidden"])
+        fit(float_model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed,
+            checkpoint=out / "models" / f"seed{ts}_float.pt", progress=progress, desc=f"seed {ts}: float")
+        float_accs.append(accuracy(float_model, te_loader))
+        # 2. DAC ranges from training data, shared by all levels of this training seed
+        ranges.append(calibrate_input_ranges(float_model, calib))
 
-    # 4. programming variation, many chips per condition
-    conds = [(lv, s, t) for lv in cfg["levels"] for s in cfg["train_sigmas"] for t in cfg["test_sigmas"]]
-    bar = tqdm(conds, desc="conditions", disable=not progress, dynamic_ncols=True)
-    for lv, s, t in bar:
-        key = {"level": lv, "train_sigma": s, "test_sigma": t}
-        if store.done(key):
-            continue
-        m = _set_level(copy.deepcopy(models[(lv, s)]), lv, t, cfg, errors="static", draws="batch")
-        n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
-        t1 = time.time()
-        accs = programming_accuracies(m, te_loader, n=n, seed=cfg["seed"] * 1000 + 7)
-        if t == 0:
-            accs = accs * cfg["programmings"]
-        store.add(key, {"accuracies": accs, **box_stats(accs), "seconds": time.time() - t1})
-        bar.set_postfix(level=lv, train=s, test=t, q3=f"{box_stats(accs)['q3']:.3f}")
+        # 3. architecture-aware fine-tuning chains: level 1 <- float, 2 <- 1, 3 <- 2
+        models: dict[tuple[int, float], nn.Module] = {}
+        for s in cfg["train_sigmas"]:
+            prev = float_model
+            for lv in levels_needed:
+                m = _set_level(copy.deepcopy(prev), lv, s, cfg, errors="static" if s > 0 else "none",
+                               draws="batch", calib=calib)
+                fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=tseed + lv,
+                    checkpoint=out / "models" / f"seed{ts}_level{lv}_train{s:g}.pt", progress=progress,
+                    desc=f"seed {ts}: level {lv}, train var {s:g}")
+                models[(lv, s)] = m
+                prev = m
+            if (3, s) in models:
+                adc_ranges[f"seed{ts}_train{s:g}"] = [l.adc_range for l in models[(3, s)].modules()
+                                                      if getattr(l, "adc_bits", None) is not None]
+
+        # 5. deterministic effects: error-free models of each training level in each pipeline
+        s0 = min(cfg["train_sigmas"], key=abs)
+        trained = {0: float_model, **{lv: models[(lv, s0)] for lv in levels_needed if (lv, s0) in models}}
+        for t, m in trained.items():
+            for p in [0] + levels_needed:
+                mm = _set_level(copy.deepcopy(m), p, 0.0, cfg, errors="none", calib=None if t == 3 else calib)
+                if p == 0:
+                    set_analog(mm, input_range=None)
+                det.append({"train_seed": ts, "trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
+
+        # 4. programming variation, many chips per condition
+        conds = [(lv, s, t) for lv in cfg["levels"] for s in cfg["train_sigmas"] for t in cfg["test_sigmas"]]
+        bar = tqdm(conds, desc=f"seed {ts}: conditions", disable=not progress, dynamic_ncols=True)
+        for lv, s, t in bar:
+            key = {"level": lv, "train_sigma": s, "test_sigma": t, "train_seed": ts}
+            if store.done(key):
+                continue
+            m = _set_level(copy.deepcopy(models[(lv, s)]), lv, t, cfg, errors="static", draws="batch")
+            n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
+            t1 = time.time()
+            accs = programming_accuracies(m, te_loader, n=n, seed=tseed * 1000 + 7)
+            if t == 0:
+                accs = accs * cfg["programmings"]
+            st = box_stats(accs)
+            store.add(key, {"accuracies": accs, **st, "seconds": time.time() - t1})
+            bar.set_postfix(level=lv, train=s, test=t, q3=f"{st['q3']:.3f}")
+    with open(out / "deterministic.csv", "w") as fh:
+        fh.write("train_seed,trained_level,pipeline_level,accuracy\n")
+        for d in det:
+            fh.write(f"{d['train_seed']},{d['trained']},{d['pipeline']},{d['accuracy']:.6f}\n")
 
     rows = store.rows()
     store.write_csv()
-    info = {"n_train": len(train[1]), "n_test": len(test[1]), "float_acc": float_acc, "input_ranges": ranges,
-            "seconds": time.time() - t0}
+    info = {"n_train": len(train[1]), "n_test": len(test[1]), "float_accs": float_accs, "input_ranges": ranges,
+            "adc_ranges": adc_ranges, "seconds": time.time() - t0}
     (out / "summary.json").write_text(json.dumps({"config": cfg, "info": info, "deterministic": det}, indent=2))
     text = _summary(rows, det, cfg, info)
     (out / "summary.md").write_text(text)

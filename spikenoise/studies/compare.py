@@ -53,9 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   finetune_epochs=100, trainings=5, repeats=10, models=DEFAULT_MODELS, levels=[0, 1, 2, 3],
                   aware="each", batch_size=128, lr=1e-3, weight_lr=1e-2),
     # for tests: synthetic toy data, seconds
-    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(48, 16, 24), epochs=1, finetune_epochs=1,
-                  trainings=1, repeats=2, models=["cnn", "srnn"], levels=[0, 2], aware="2",
-                  batch_size=24, lr=1e-3, weight_lr=1e-2),
+    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(24, 8, 12), epochs=1, finetune_epochs=1,
+                  trainings=1, repeats=2, models=["cnn", "scnn"], levels=[0, 2], aware="2",
+                  batch_size=12, lr=1e-3, weight_lr=1e-2),
 }
 VISIBLE_PRESETS = ("quick", "paper")
 DATA_SOURCES = ("embedded", "gscd", "fsdd")
