@@ -379,6 +379,11 @@ def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[st
     """Fit the midpoint per condition; write ``midpoints.csv/json``, ``table.md`` and PNG plots."""
     rows = store.rows()
     store.write_csv()
+    # every condition on disk (earlier invocations into the same folder included), in stored order
+    for r in rows:
+        c = (r["key"]["dtype"], r["key"]["mask"], r["key"]["targets"])
+        if c not in conds:
+            conds = conds + [c]
     fits: list[dict[str, Any]] = []
     data: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for dtype, mask, target in conds:
@@ -409,15 +414,19 @@ def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[st
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
             w.writerows(fits)
-    lines = ["| dtype | mask | targets | acc @ p_min | mu (midpoint) | p99 (99% of peak) | mu / mu(float32) | fit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dtype | mask | targets | acc @ p_min | mu (midpoint) | mu 95% CI | p99 (99% of peak) | mu / mu(float32) | fit |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for f in fits:
-        mu = f"{f['mu']:.2e}" if f.get("ok") and f.get("in_range") else (
+        good = f.get("ok") and f.get("in_range")
+        mu = f"{f['mu']:.2e}" if good else (
             f"> {f['p_max']:.2g} (no drop)" if f.get("ok") and f.get("mu_x", 0) > math.log10(f["p_max"]) else "n/a")
+        se = f.get("mu_x_stderr")
+        ci = (f"{10 ** (f['mu_x'] - 1.96 * se):.2e} .. {10 ** (f['mu_x'] + 1.96 * se):.2e}"
+              if good and se is not None and se == se else "-")
         p99 = f"{f['p99']:.2e}" if f.get("ok") and f.get("p99") == f.get("p99") and f.get("in_range") else "n/a"
         ratio = f"{f['mu_vs_float32']:.3g}x" if f.get("mu_vs_float32") else "-"
         note = f.get("message", "") if f.get("ok") else f.get("message", "not fitted")
-        lines.append(f"| {f['dtype']} | {f['mask']} | {f['targets']} | {f['acc_at_pmin']:.3f} | {mu} | {p99} | {ratio} | {note} |")
+        lines.append(f"| {f['dtype']} | {f['mask']} | {f['targets']} | {f['acc_at_pmin']:.3f} | {mu} | {ci} | {p99} | {ratio} | {note} |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     # plots: formats (mask "all") per target; masks per (dtype, target) when there are several

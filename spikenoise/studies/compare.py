@@ -53,9 +53,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                   finetune_epochs=100, trainings=5, repeats=10, models=DEFAULT_MODELS, levels=[0, 1, 2, 3],
                   aware="each", batch_size=128, lr=1e-3, weight_lr=1e-2),
     # for tests: synthetic toy data, seconds
-    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(24, 8, 12), epochs=1, finetune_epochs=1,
+    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(16, 4, 8), epochs=1, finetune_epochs=1,
                   trainings=1, repeats=2, models=["cnn", "scnn"], levels=[0, 2], aware="2",
-                  batch_size=12, lr=1e-3, weight_lr=1e-2),
+                  batch_size=8, lr=1e-3, weight_lr=1e-2,
+                  model_kwargs={"cnn": {"channels": [4, 8, 8]}, "scnn": {"channels": [4, 8, 8], "timesteps": 3},
+                                "rnn": {"hidden": [16, 16]}, "srnn": {"hidden": [16, 16]},
+                                "cnn_pixel": {"channels": [4, 8, 8]}}),
 }
 VISIBLE_PRESETS = ("quick", "paper")
 DATA_SOURCES = ("embedded", "gscd", "fsdd")
@@ -126,6 +129,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {list(VISIBLE_PRESETS)}")
     cfg = dict(PRESETS[args.preset])
+    cfg.setdefault("model_kwargs", {})  # model options other than the paper's (smoke: narrow, for tests)
     cfg["preset"] = args.preset
     for k in ("data", "models", "levels", "aware", "epochs", "finetune_epochs", "trainings", "repeats",
               "batch_size", "lr", "weight_lr"):
@@ -269,7 +273,7 @@ def _fresh(out: Path) -> None:
 def _store_config(cfg: dict[str, Any], data) -> dict[str, Any]:
     """What gives a stored row its meaning (a resumed run must match it)."""
     keep = ("preset", "data", "root", "embedded_preset", "sizes", "data_seed", "epochs", "finetune_epochs",
-            "repeats", "batch_size", "lr", "weight_lr")
+            "repeats", "batch_size", "lr", "weight_lr", "model_kwargs")
     return {**{k: cfg[k] for k in keep}, "classes": list(data.classes), "aware_training_errors": "static"}
 
 
@@ -334,7 +338,7 @@ def _run(args: argparse.Namespace) -> int:
 
     def new_model(name: str, seed: int):
         torch.manual_seed(derive_seed(seed, name, "init"))
-        return build_model(name, n_classes=n_classes).to(dev)
+        return build_model(name, n_classes=n_classes, **cfg["model_kwargs"].get(name, {})).to(dev)
 
     def train(name: str, train_level: int, seed: int):
         """Trained network (agnostic, or aware at train_level); trains only what is not on disk."""

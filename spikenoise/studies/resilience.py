@@ -144,7 +144,7 @@ def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict
                     ls = "-" if j == 0 else "--"
                     lab = f"{name}{'' if j == 0 else f' jitter {j:g}'}"
                     ax.plot(x, y, ls, marker="o", ms=3, color=styles[name], label=lab)
-                    ax.fill_between(x, y - e, y + e, color=styles[name], alpha=0.12)
+                    ax.fill_between(x, np.clip(y - e, 0, 100), np.clip(y + e, 0, 100), color=styles[name], alpha=0.12)
             ax.set_title(f"sigma_te = {te:g} ({at})")
             ax.set_xlabel("sigma_syn (relative to max |w|)")
             ax.grid(alpha=0.3)
@@ -169,7 +169,7 @@ def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict
                 e = np.array([100 * p[2] for p in pts])
                 c = cmap(i / max(1, len(steps) - 1))
                 ax.plot(x, y, "o-", ms=3, color=c, label=f"t = {t}")
-                ax.fill_between(x, y - e, y + e, color=c, alpha=0.12)
+                ax.fill_between(x, np.clip(y - e, 0, 100), np.clip(y + e, 0, 100), color=c, alpha=0.12)
             ax.set_title(f"RNN time-step sweep, jitter {j:g}")
             ax.set_xlabel("sigma_syn")
             ax.grid(alpha=0.3)
@@ -271,6 +271,12 @@ def main(args: argparse.Namespace) -> int:
 
     rows = store.rows()
     store.write_csv()
+    # a training that did not learn (train accuracy < 2 / n_classes, e.g. all bounded ReLUs dead) says
+    # nothing about noise resilience: it is left out of the aggregates and listed in the summary
+    failed = sorted({(r["key"]["model"], r["key"]["steps"], r["key"]["jitter"], r["key"]["seed"], r["train_acc"])
+                     for r in rows if r.get("train_acc") is not None and r["train_acc"] < 2.0 / n_classes})
+    bad = {f[:4] for f in failed}
+    rows = [r for r in rows if (r["key"]["model"], r["key"]["steps"], r["key"]["jitter"], r["key"]["seed"]) not in bad]
     main_keys = {(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]}
     summary = _aggregate([r for r in rows if (r["key"]["model"], r["key"]["steps"]) in main_keys],
                          ("model", "steps", "jitter", "noise_at", "sigma_syn", "sigma_te"))
@@ -294,8 +300,9 @@ def main(args: argparse.Namespace) -> int:
     write_csv(out / "energy_seed004.csv", check)
     (out / "summary.json").write_text(json.dumps({"config": cfg, "summary": summary, "steps": sweep,
                                                   "energy": energy_rows, "energy_seed004": check,
+                                                  "failed_trainings": failed,
                                                   "seconds": time.time() - t0}, indent=2))
-    text = _summary_md(summary, sweep, energy_rows, check, cfg, len(train[1]), len(test[1]))
+    text = _summary_md(summary, sweep, energy_rows, check, cfg, len(train[1]), len(test[1]), failed)
     (out / "summary.md").write_text(text)
     pngs = _plots(summary, sweep, cfg, out)
     print(text)
@@ -303,13 +310,18 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_md(summary, sweep, energy, check, cfg, n_train: int, n_test: int) -> str:
+def _summary_md(summary, sweep, energy, check, cfg, n_train: int, n_test: int, failed=()) -> str:
     L = [f"# seed 004 study: {cfg['data']} ({n_train} train / {n_test} test), preset {cfg['preset']}", "",
          f"{cfg['seeds']} training seeds per model, {cfg['runs']} programmed chips per condition; accuracy % as "
          "mean over seeds of the per-seed mean over chips, +- 95% CI over seeds.", ""]
+    if failed:
+        L += ["Trainings that did not learn (train accuracy < 2 / classes), left out of every aggregate "
+              "(cells marked [n] use n seeds): "
+              + "; ".join(f"{m} t={t} jitter={j:g} seed={s} (train acc {100 * a:.1f}%)" for m, t, j, s, a in failed), ""]
 
     def acc(r):
-        return f"{100 * r['mean']:.2f} +- {100 * r['ci']:.2f}"
+        mark = f" [{r['n_seeds']}]" if r["n_seeds"] != cfg["seeds"] else ""
+        return f"{100 * r['mean']:.2f} +- {100 * r['ci']:.2f}{mark}"
 
     for at in cfg["noise_at"]:
         L += [f"## Accuracy under synapse variation and input noise (sigma_te at {at})", ""]
