@@ -2,15 +2,14 @@
 
 Run ``python -m spikenoise.bench`` (``--device cuda`` on a GPU). Every variant of a layer is timed
 in the same run, so the printed ratios compare like with like. Peak memory is measured per
-variant in a fresh subprocess (CPU: peak resident set growth; CUDA: ``max_memory_allocated``)
-and reported together with the bytes of the layer's input and weights.
+variant in a fresh subprocess (CPU: growth of the peak resident set during the call, Linux
+``VmHWM`` after resetting it; CUDA: ``max_memory_allocated``) and reported together with the
+bytes of the layer's input and parameters.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -80,9 +79,12 @@ def time_variant(layer, x, errors: str, sampler: str, new_draw: bool, device: st
     return statistics.median(times)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def peak_child(case: str, label: str, device: str) -> dict:
@@ -100,12 +102,12 @@ def peak_child(case: str, label: str, device: str) -> dict:
             torch.cuda.synchronize()
             extra = torch.cuda.max_memory_allocated() - before
         else:
-            before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            before = _rss_bytes()
+            # reset the kernel's peak-RSS mark (VmHWM) so the peak is this call's alone
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            before = _status_kb("VmRSS")
             layer(x)
-            after_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            extra = max(0, after_peak - max(before, 0)) if after_peak > before_peak else \
-                max(0, _rss_bytes() - before)
+            extra = max(0, _status_kb("VmHWM") - before) * 1024
     return {"base": base, "extra": extra, "peak": base + extra}
 
 

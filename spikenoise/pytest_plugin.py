@@ -24,19 +24,22 @@ Marker
     keyword is optional; each one given becomes an axis of the grid (product of all axes, seed
     innermost). ``models`` is a list (ids from the values) or a dict ``{id: value}`` (e.g. factories);
     ``noise_levels`` and ``errors`` are lists; ``seeds`` is a count ``N`` (seeds ``0..N-1``) or a
-    list of seeds. Test ids read ``[model-L<level>-<errors>-s<seed>]``.
+    list of seeds. Test ids read ``[model-L<level>-<errors>-s<seed>]``. On a class or module
+    (``pytestmark``) it applies to every test inside; the closest marker wins. Other
+    ``@pytest.mark.parametrize`` arguments of the test become columns of the table.
 
 Fixtures
     ``sn_model``, ``sn_noise_level``, ``sn_errors``, ``sn_seed``: the grid point (defaults without a
     grid: None, 0, "static", 0). ``sn_seed`` also seeds Python's, NumPy's and torch's global RNGs.
     ``sn_error_model``: ``MultiLevelNVM.noise_level(sn_noise_level)`` (or the level itself if it
-    is already an error model). ``sn_record(metric, value)``: record one number for this grid
-    point. ``sn_results``: the rows recorded so far in this process (for tests that compare grid
+    is already an error model). ``sn_record(metric, value, **columns)``: record one number for
+    this grid point (extra ``columns`` group the table further). ``sn_results``: the rows recorded so far in this process (for tests that compare grid
     points; under pytest-xdist each worker sees only its own rows).
 
 Options
     ``--spikenoise-results PATH`` write the table (``.json``: JSON with table and raw rows;
-    anything else: CSV). ``--spikenoise-seeds N`` override the seeds of every grid with ``0..N-1``.
+    anything else: CSV). ``--spikenoise-seeds N`` run every grid with seeds ``0..N-1`` (also grids
+    that had no seeds axis).
     ``--spikenoise-confidence C`` confidence level of the intervals (default 0.95).
 
 Rows are passed through ``item.user_properties``, so the table is complete under pytest-xdist
@@ -134,6 +137,7 @@ def _axis_values(kw: str, raw: Any, seeds_override: int | None) -> list[GridValu
 # hooks
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register ``--spikenoise-results``, ``--spikenoise-seeds`` and ``--spikenoise-confidence``."""
     group = parser.getgroup("spikenoise", "spikenoise comparison grids")
     group.addoption("--spikenoise-results", metavar="PATH", default=None,
                     help="write the spikenoise results table to PATH (.json: JSON, otherwise CSV)")
@@ -144,6 +148,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Declare the marker (so ``--strict-markers`` accepts it), check options, start the recorder."""
     config.addinivalue_line(
         "markers",
         f"{GRID_MARKER}(models=None, noise_levels=None, errors=None, seeds=None): run the test over the "
@@ -161,12 +166,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    marks = list(metafunc.definition.iter_markers(GRID_MARKER))
-    if not marks:
+    """Parametrize a test carrying the grid marker over the product of its axes.
+
+    The closest marker wins (function over class over module ``pytestmark``); axes are not merged.
+    """
+    mark = metafunc.definition.get_closest_marker(GRID_MARKER)
+    if mark is None:
         return
-    if len(marks) > 1:
-        raise ValueError(f"{metafunc.definition.nodeid}: use one {GRID_MARKER} marker per test, got {len(marks)}")
-    mark = marks[0]
     if mark.args:
         raise TypeError(f"{GRID_MARKER} takes keyword arguments only ({', '.join(GRID_AXES)}), got {mark.args!r}")
     unknown = set(mark.kwargs) - set(GRID_AXES)

@@ -177,6 +177,27 @@ def test_seed_fixture_seeds_global_rngs(pytester):
     assert len(rows) == 2 and rows[0]["value"] == rows[1]["value"]  # same seed -> same draws
 
 
+def test_module_marker_and_closest_marker_wins(pytester):
+    pytester.makepyfile(test_mod="""
+        import pytest
+
+        pytestmark = pytest.mark.spikenoise_grid(noise_levels=[1, 2], seeds=2)
+
+        def test_module_grid(sn_noise_level, sn_seed):
+            pass
+
+        @pytest.mark.spikenoise_grid(errors=["dynamic"])
+        def test_own_grid(sn_errors, sn_noise_level):
+            assert (sn_errors, sn_noise_level) == ("dynamic", 0)
+        """)
+    result = run(pytester, "--collect-only", "-q")
+    ids = [ln.strip() for ln in result.outlines if ln.startswith("test_mod.py::")]
+    assert ids == ["test_mod.py::test_module_grid[L1-s0]", "test_mod.py::test_module_grid[L1-s1]",
+                   "test_mod.py::test_module_grid[L2-s0]", "test_mod.py::test_module_grid[L2-s1]",
+                   "test_mod.py::test_own_grid[dynamic]"]
+    run(pytester).assert_outcomes(passed=5)
+
+
 def test_bad_marker_is_a_collection_error(pytester):
     pytester.makepyfile(test_bad="""
         import pytest

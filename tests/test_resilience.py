@@ -138,7 +138,7 @@ def test_resilience_study_smoke_and_resume(tmp_path):
     out = tmp_path / "res"
     argv = ["--preset", "smoke", "--out", str(out), "--no-progress", "--models", "mlp", "rnn", "--seeds", "1",
             "--epochs", "2", "--jitters", "0", "--syn-sigmas", "0", "0.2", "--te-sigmas", "0", "0.2",
-            "--step-sweep", "2", "--core-size", "40"]
+            "--step-sweep", "2", "--core-size", "64"]
     assert _run(resilience, argv) == 0
     rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 2 * 2 * 2 + 2  # 2 models x 2 noise_at x 2 x 2 sigmas + t=2 sweep (2 sigmas)

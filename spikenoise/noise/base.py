@@ -90,6 +90,20 @@ class ErrorModel:
         """Level structure for the exact fast per-spike sampler, or None if not discrete."""
         return None
 
+    def sum_sampler(self):
+        """Exact sampler of the summed error of ``n`` reads per level (the fast per-spike path).
+
+        Built from :meth:`discrete` and cached; only called when :meth:`discrete` is not None.
+        """
+        if getattr(self, "_sum_of_reads", None) is None:
+            from ._tables import SumOfReads
+
+            levels = self.discrete()
+            if levels is None:
+                raise ValueError(f"{type(self).__name__} is not discrete: no exact per-spike sampler")
+            self._sum_of_reads = SumOfReads(levels.confusion.numpy())
+        return self._sum_of_reads
+
     def read_moments(self, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of one read of each stored value (for ``sampler="gaussian"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no read moments; use sampler='exact'")

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["add_arguments", "main", "PRESETS", "load_study_data", "tensor_loaders", "build_study_model", "aggregate"]
 
