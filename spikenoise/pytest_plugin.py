@@ -289,6 +289,7 @@ def sn_record(request: pytest.FixtureRequest):
     point = _grid_point(request)
 
     def record(metric: str, value: float, **columns: Any) -> None:
+        """Record ``value`` of ``metric`` for this grid point (see :func:`sn_record`)."""
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"sn_record: metric must be a non-empty string, got {metric!r}")
         try:
@@ -327,6 +328,7 @@ class Recorder:
     # whatever the outcome); under xdist the controller sees the workers' reports here too
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect the rows a test recorded (from its teardown report)."""
         if report.when != "teardown":
             return
         for key, row in report.user_properties:
@@ -355,6 +357,7 @@ class Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
+        """Print the table (if anything was recorded) and write ``--spikenoise-results``."""
         if hasattr(config, "workerinput"):  # an xdist worker: the controller reports
             return
         path = config.getoption("--spikenoise-results", None)
