@@ -104,7 +104,11 @@ def peak_child(case: str, label: str, device: str) -> dict:
             torch.cuda.synchronize()
             extra = torch.cuda.max_memory_allocated() - before
         else:
-            # reset the kernel's peak-RSS mark (VmHWM) so the peak is this call's alone
+            # hand freed heap pages back to the OS (else the call reuses them unseen), then reset
+            # the kernel's peak-RSS mark (VmHWM) so the peak is this call's alone
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
             before = _status_kb("VmRSS")
