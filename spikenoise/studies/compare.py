@@ -44,23 +44,33 @@ DEFAULT_MODELS = ["cnn", "rnn", "scnn", "srnn"]
 #: None = all of the data set. "aware": a training noise level, "each" (one aware network per
 #: level, tested at its own level, as in the paper), or "none".
 PRESETS: dict[str, dict[str, Any]] = {
-    # about 10 minutes on a 2-core CPU (timings in the README)
-    "quick": dict(data="embedded", embedded_preset="tiny", sizes=(960, 240, 240), epochs=6, finetune_epochs=2,
-                  trainings=2, repeats=3, models=DEFAULT_MODELS, levels=[0, 1, 2, 3], aware="2",
-                  batch_size=64, lr=1e-3, weight_lr=1e-2),
-    # the paper's protocol (section II.D): 100 epochs, batch 128, M=5 trainings, N=10 repetitions, GSCD v2
-    "paper": dict(data="gscd", embedded_preset="default", sizes=(None, None, None), epochs=100,
+    # minutes on a 2-core CPU (measured timings in the README): half-width models, a small
+    # embedded set, few epochs, M=2 trainings x N=3 repetitions, aware training at level 2
+    "quick": dict(data="embedded", embedded_preset="tiny", sizes=(960, 120, 120), width="half", epochs=6,
+                  finetune_epochs=2, trainings=2, repeats=3, models=DEFAULT_MODELS, levels=[0, 1, 2, 3],
+                  aware="2", batch_size=32, lr=1e-3, weight_lr=3e-2),
+    # the paper's protocol (section II.D): 100 epochs, batch 128, lr 1e-3 / weights 1e-2, M=5
+    # trainings, N=10 repetitions, aware training at each test noise level, GSCD v2
+    "paper": dict(data="gscd", embedded_preset="default", sizes=(None, None, None), width="full", epochs=100,
                   finetune_epochs=100, trainings=5, repeats=10, models=DEFAULT_MODELS, levels=[0, 1, 2, 3],
                   aware="each", batch_size=128, lr=1e-3, weight_lr=1e-2),
-    # for tests: synthetic toy data, seconds
-    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(16, 4, 8), epochs=1, finetune_epochs=1,
+    # for tests: synthetic toy data, tiny models, seconds
+    "smoke": dict(data="toy", embedded_preset="tiny", sizes=(16, 4, 8), width="tiny", epochs=1, finetune_epochs=1,
                   trainings=1, repeats=2, models=["cnn", "scnn"], levels=[0, 2], aware="2",
-                  batch_size=8, lr=1e-3, weight_lr=1e-2,
-                  model_kwargs={"cnn": {"channels": [4, 8, 8]}, "scnn": {"channels": [4, 8, 8], "timesteps": 3},
-                                "rnn": {"hidden": [16, 16]}, "srnn": {"hidden": [16, 16]},
-                                "cnn_pixel": {"channels": [4, 8, 8]}}),
+                  batch_size=8, lr=1e-3, weight_lr=1e-2),
 }
 VISIBLE_PRESETS = ("quick", "paper")
+
+#: Model widths. "full": the paper's (CNN/SCNN channels 16-32-64, RNN/SRNN 2 x 128 units);
+#: "half": half the channels / units (about 1/4 of the weights; same topologies and read
+#: semantics) so that the quick preset fits on a laptop CPU; "tiny" is for tests only.
+WIDTHS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "half": {"cnn": {"channels": [8, 16, 32]}, "scnn": {"channels": [8, 16, 32]},
+             "cnn_pixel": {"channels": [8, 16, 32]}, "rnn": {"hidden": [64, 64]}, "srnn": {"hidden": [64, 64]}},
+    "tiny": {"cnn": {"channels": [4, 8, 8]}, "scnn": {"channels": [4, 8, 8], "timesteps": 3},
+             "cnn_pixel": {"channels": [4, 8, 8]}, "rnn": {"hidden": [16, 16]}, "srnn": {"hidden": [16, 16]}},
+}
 DATA_SOURCES = ("embedded", "gscd", "fsdd")
 
 
@@ -86,8 +96,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = ("presets:\n" + "\n".join(
         f"  {n:6s} {PRESETS[n]['data']} data, {PRESETS[n]['epochs']} epochs (+{PRESETS[n]['finetune_epochs']} "
-        f"aware), M={PRESETS[n]['trainings']} trainings, N={PRESETS[n]['repeats']} repetitions, "
-        f"aware training at level {PRESETS[n]['aware']}" for n in VISIBLE_PRESETS)
+        f"aware), {PRESETS[n]['width']}-width models, M={PRESETS[n]['trainings']} trainings, "
+        f"N={PRESETS[n]['repeats']} repetitions, aware training "
+        f"{'at each test level' if PRESETS[n]['aware'] == 'each' else 'at level ' + PRESETS[n]['aware']}"
+        for n in VISIBLE_PRESETS)
         + "\nflags override the preset; re-running resumes, --fresh starts over.")
     p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,paper}",
                    help="protocol preset (default: quick)")
@@ -110,7 +122,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trainings", type=int, help="M: trainings (seeds) per model")
     g.add_argument("--repeats", type=int, help="N: noisy test repetitions per training")
     g.add_argument("--seed", type=int, default=0, help="first training seed (trainings use seed..seed+M-1)")
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--width", choices=list(WIDTHS), metavar="{full,half}",
+                   help="model width: full (the paper's) or half (quick's: half the channels/units)")
+    g.add_argument("--batch-size", type=int, help="training batch size")
     g.add_argument("--lr", type=float, help="learning rate of everything but the synapse weights")
     g.add_argument("--weight-lr", type=float, help="learning rate of the hidden synapse weights")
     g = p.add_argument_group("run")
@@ -129,10 +143,9 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {list(VISIBLE_PRESETS)}")
     cfg = dict(PRESETS[args.preset])
-    cfg.setdefault("model_kwargs", {})  # model options other than the paper's (smoke: narrow, for tests)
     cfg["preset"] = args.preset
     for k in ("data", "models", "levels", "aware", "epochs", "finetune_epochs", "trainings", "repeats",
-              "batch_size", "lr", "weight_lr"):
+              "batch_size", "lr", "weight_lr", "width"):
         v = getattr(args, k, None)
         if v is not None:
             cfg[k] = v
@@ -144,6 +157,9 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
                 raise UsageError(f"--{k.replace('_', '-')} must be >= 1, got {v}")
             sizes[i] = v
     cfg["sizes"] = sizes
+    if cfg["width"] not in WIDTHS:
+        raise UsageError(f"--width must be one of {list(WIDTHS)[:2]}, got {cfg['width']!r}")
+    cfg["model_kwargs"] = WIDTHS[cfg["width"]]
     # data
     data = cfg["data"]
     if data not in DATA_SOURCES + ("toy",):
@@ -273,7 +289,7 @@ def _fresh(out: Path) -> None:
 def _store_config(cfg: dict[str, Any], data) -> dict[str, Any]:
     """What gives a stored row its meaning (a resumed run must match it)."""
     keep = ("preset", "data", "root", "embedded_preset", "sizes", "data_seed", "epochs", "finetune_epochs",
-            "repeats", "batch_size", "lr", "weight_lr", "model_kwargs")
+            "repeats", "batch_size", "lr", "weight_lr", "width", "model_kwargs")
     return {**{k: cfg[k] for k in keep}, "classes": list(data.classes), "aware_training_errors": "static"}
 
 
@@ -300,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
     args.progress = getattr(args, "progress", True)
     cfg = resolve(args)
     cfg["progress"] = args.progress
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     out = Path(cfg["out"])
@@ -308,7 +324,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.fresh:
         _fresh(out)
     say = print
-    say(f"spikenoise compare: preset {cfg['preset']}, models {','.join(cfg['models'])}, levels {cfg['levels']}, "
+    say(f"spikenoise compare: preset {cfg['preset']}, models {','.join(cfg['models'])} ({cfg['width']} width), "
+        f"levels {cfg['levels']}, "
         f"M={cfg['trainings']} x N={cfg['repeats']}, {cfg['epochs']} epochs + {cfg['finetune_epochs']} aware "
         f"(aware: {cfg['aware']}), out {out}")
 
@@ -324,7 +341,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"{e}; or pass --fresh") from None
 
-    _, _, test_loader = _loaders(data, cfg["batch_size"], 0)
+    # evaluation in larger batches (per-call overhead of the recurrent models); results do not depend on it
+    _, _, test_loader = _loaders(data, max(cfg["batch_size"], 128), 0)
     test_batches = cache_batches(test_loader)
     ckdir = out / "checkpoints"
     log_path = out / "train_log.jsonl"
@@ -449,7 +467,8 @@ def _run(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t_start
     say("")
     say(f"wall time {_fmt_seconds(total)} (data {_fmt_seconds(t_data)}, training {_fmt_seconds(timings['train'])}, "
-        f"noisy evaluation {_fmt_seconds(timings['sweep'])}); results in {out}/")
+        f"noisy evaluation {_fmt_seconds(timings['sweep'])}), CPU time {_fmt_seconds(time.process_time() - cpu_start)} "
+        f"on {torch.get_num_threads()} thread(s); results in {out}/")
     return 0
 
 
