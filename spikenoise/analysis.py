@@ -172,14 +172,16 @@ def plot_accuracy(summary: Iterable[Mapping[str, Any]], path: str | os.PathLike,
     for i, err in enumerate(errs):
         for j, lab in enumerate(labels):
             ax = axes[i][j]
-            for m in models:
+            for k, m in enumerate(models):
                 pts = sorted((e["level"], e["mean"], e["ci"]) for e in entries
                              if e["model"] == m and e["label"] == lab and e["errors"] == err)
                 if not pts:
                     continue
                 x, y, c = zip(*pts)
-                ax.errorbar(x, [100 * v for v in y], yerr=[100 * v for v in c], marker="o", capsize=3,
-                            label=m.upper(), color=_MODEL_COLORS.get(m))
+                dodge = 0.06 * (k - (len(models) - 1) / 2)  # keep overlapping error bars apart
+                ax.errorbar([v + dodge for v in x], [100 * v for v in y], yerr=[100 * v for v in c], marker="o",
+                            capsize=3, label=m.upper(), color=_MODEL_COLORS.get(m))
+            ax.set_ylim(0, 100)  # accuracies; a wide CI (few trainings) is clipped at the frame
             ax.set_title(f"{err} errors, {'error-' + lab if lab in ('agnostic', 'aware') else lab} training",
                          fontsize=10)
             ax.grid(alpha=0.3)

@@ -276,6 +276,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         history = list(ckpt["history"])
         start = int(ckpt["epoch"])
         if start >= epochs:
+            model.eval()
             return history
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
