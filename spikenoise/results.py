@@ -85,7 +85,11 @@ class ResultStore:
         self.config = json.loads(_canonical(dict(config)))
         cfg_path = self.folder / "config.json"
         if cfg_path.exists() and self.path.exists():
-            old = json.loads(cfg_path.read_text()).get("config")
+            try:
+                old = json.loads(cfg_path.read_text()).get("config")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+                raise ValueError(f"{cfg_path} is not a spikenoise config file (a JSON object): {e}; "
+                                 "fix or remove it, or use another output folder") from None
             if resume and old is not None and _canonical(old) != _canonical(self.config):
                 raise ValueError(
                     f"{self.folder} holds results of a different configuration; "
@@ -107,6 +111,8 @@ class ResultStore:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill: the condition is simply redone
+                if not isinstance(row, dict) or "key" not in row:
+                    continue  # not a result row (JSON only, so nothing was run): redone as well
                 self._rows.append(row)
                 self._done.add(_canonical(row["key"]))
 

@@ -18,6 +18,9 @@ Checkpoints and resume
     the last finished epoch -- or returns at once if all epochs are done -- and ends with exactly
     the same weights as an uninterrupted run: every epoch's random stream (data order,
     augmentation, error draws) is derived from ``(seed, epoch)`` alone.
+
+    Checkpoints hold only tensors and plain data (RNG states as tensors) and are read with
+    :func:`spikenoise.safeload.safe_torch_load`: a file that would run code when loaded is refused.
 """
 from __future__ import annotations
 
@@ -34,12 +37,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .noise.base import ErrorModel
+from .safeload import FileLoadError, UnsafeFileError, safe_torch_load
 from .synapse import configure, synapses
 
 __all__ = ["fit", "finetune", "param_groups", "make_optimizer", "load_checkpoint", "checkpoint_done",
            "derive_seed", "seed_everything"]
 
-CHECKPOINT_VERSION = 1
+# 2: RNG states as tensors (version 1 held Python tuples and a NumPy array; still readable).
+CHECKPOINT_VERSION = 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,16 +72,31 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                             "torch": torch.get_rng_state()}
+    """The global RNG states as tensors and numbers (loadable with ``weights_only=True``)."""
+    py_version, py_key, py_gauss = random.getstate()
+    np_name, np_key, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": int(py_version), "key": torch.tensor(py_key, dtype=torch.int64),
+                   "gauss": py_gauss},
+        "numpy": {"name": str(np_name), "key": torch.from_numpy(np_key.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore :func:`_rng_state` output (or the tuples of version-1 checkpoints)."""
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(v) for v in py["key"].tolist()), py["gauss"])
+    random.setstate(py)
+    if isinstance(npy, dict):
+        npy = (npy["name"], np.asarray(npy["key"].tolist(), dtype=np.uint32), npy["pos"], npy["has_gauss"],
+               npy["cached_gaussian"])
+    np.random.set_state(npy)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -127,22 +147,36 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
 
     Returns the checkpoint dict: ``model``, ``optimizer``, ``scheduler`` state dicts, ``epoch``
     (finished epochs), ``epochs`` (planned), ``history``, ``hparams``, ``rng``.
+
+    The file is read without running code (:func:`~spikenoise.safeload.safe_torch_load`).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        spikenoise.safeload.UnsafeFileError: the file holds objects whose loading could run code.
+        spikenoise.safeload.FileLoadError: damaged, or not a spikenoise checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = safe_torch_load(path, map_location=map_location, what="checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != "spikenoise.train":
-        raise ValueError(f"{path} is not a spikenoise training checkpoint")
+        raise FileLoadError(f"{path} is not a spikenoise training checkpoint", path)
+    if ckpt.get("version") not in (1, CHECKPOINT_VERSION):
+        raise FileLoadError(f"{path} is a checkpoint of version {ckpt.get('version')!r}; this spikenoise reads "
+                            f"versions 1 to {CHECKPOINT_VERSION}", path)
     if model is not None:
         model.load_state_dict(ckpt["model"])
     return ckpt
 
 
 def checkpoint_done(path: str | os.PathLike) -> bool:
-    """True if ``path`` holds a checkpoint whose planned epochs are all finished."""
+    """True if ``path`` holds a checkpoint whose planned epochs are all finished.
+
+    A missing or damaged file is simply not done; a refused (unsafe) file raises
+    :class:`~spikenoise.safeload.UnsafeFileError`.
+    """
     try:
         ckpt = load_checkpoint(path)
+    except UnsafeFileError:
+        raise
     except (FileNotFoundError, ValueError):
         return False
     return ckpt["epoch"] >= ckpt["epochs"]

@@ -111,7 +111,7 @@ def synthesize_fresh(jobs: list[dict], timeout: float = 600.0) -> tuple[list[np.
         )
         if r.returncode != 0:
             raise RuntimeError(f"espeak-ng synthesis subprocess failed:\n{r.stderr[-2000:]}")
-        z = np.load(opath)
+        z = np.load(opath, allow_pickle=False)  # plain arrays only: loading never runs code
         flat, offs = z["flat"], z["offsets"]
         waves = [flat[offs[i] : offs[i + 1]].copy() for i in range(len(offs) - 1)]
         return waves, int(z["sr"]), str(z["version"])
