@@ -97,9 +97,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         npy = (npy["name"], np.asarray(npy["key"].tolist(), dtype=np.uint32), npy["pos"], npy["has_gauss"],
                npy["cached_gaussian"])
     np.random.set_state(npy)
-    torch.set_rng_state(state["torch"])
+    # a checkpoint loaded with map_location="cuda" has its RNG tensors there; the setters take CPU bytes
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import pickle
 import random
 import re
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
