@@ -67,7 +67,7 @@ class NoisySynapse:
     weight: nn.Parameter
     bias: nn.Parameter | None
     training: bool
-    # set by _init_synapse
+    # set by init_synapse
     scale: nn.Parameter
     error_model: ErrorModel
     errors: str
@@ -75,8 +75,9 @@ class NoisySynapse:
     sampler: str
     draws: str
 
-    def _init_synapse(self, error_model: ErrorModel | None, errors: str, reads: str, sampler: str,
-                      learn_scale: bool, draws: str = "row") -> None:
+    def init_synapse(self, error_model: ErrorModel | None, errors: str, reads: str, sampler: str,
+                     learn_scale: bool, draws: str = "row") -> None:
+        """Set up the synapse state; a layer type calls it after its torch layer's ``__init__``."""
         self.error_model = _check_error_model(MultiLevelNVM() if error_model is None else error_model)
         self.errors = check_choice("errors", errors, ERRORS)
         self.reads = check_choice("reads", reads, READS)

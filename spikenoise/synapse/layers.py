@@ -99,7 +99,7 @@ class NoisyLinear(_Engine, nn.Linear):
                  error_model: ErrorModel | None = None, errors: str = "none", reads: str = "spike",
                  sampler: str = "auto", learn_scale: bool = True, draws: str = "row", device=None, dtype=None):
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        self._init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
+        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
 
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self.synapse_repr()}"
@@ -148,7 +148,7 @@ class NoisyConv2d(_Engine, nn.Conv2d):
             raise ValueError(f"NoisyConv2d needs numeric padding, got {padding!r}")
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                            bias, padding_mode="zeros", device=device, dtype=dtype)
-        self._init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
+        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
 
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self.synapse_repr()}"

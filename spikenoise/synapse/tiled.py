@@ -204,7 +204,7 @@ class AnalogSynapse(NoisySynapse):
                     self.multipliers.copy_(loaded)
         self.set_analog(**opts)
 
-    def analog_repr(self, pinned: bool) -> str:
+    def analog_repr(self) -> str:
         R, C = array_count(self.weight[0].numel(), self.weight.shape[0], self.array)
         arr = "ideal (no arrays)" if self.array is None else f"{R}x{C} arrays of {self.array[0]}x{self.array[1]}"
         adc_ = "ideal ADC" if self.adc_bits is None else f"{self.adc_bits}-bit ADC [0, {self.adc_range:g}]"
@@ -212,7 +212,7 @@ class AnalogSynapse(NoisySynapse):
                 f"inputs clipped to +-{self.input_range:g}" + ("" if self.input_bits is None else
                                                                f", {self.input_bits}-bit"))
         noise = f", input noise {self.input_noise:g}" if self.input_noise else ""
-        pin = ", programmed chip pinned" if pinned else ""
+        pin = ", programmed chip pinned" if self.pinned else ""
         return f"{arr}, {adc_}, {dac_}, draws={self.draws!r}{noise}{pin}"
 
     # -- probing (ADC calibration) ---------------------------------------------------------
@@ -279,14 +279,14 @@ class AnalogSynapse(NoisySynapse):
 
     def use_engine(self) -> bool:
         """Ideal, per-row and unpinned: the engine's paths (all samplers) apply."""
-        return self.ideal and self.draws == "row" and self._pinned is None
+        return self.ideal and self.draws == "row" and not self.pinned
 
     def errors_for(self, wq: torch.Tensor, batch: int) -> Draw | None:
         """The programming errors this call uses, or None (error-free)."""
         mode = self.read_mode
-        if self._pinned is None and mode == "clean":
+        if not self.pinned and mode == "clean":
             return None
-        if self._pinned is None and mode == "per_spike":
+        if not self.pinned and mode == "per_spike":
             raise ValueError(f"{type(self).__name__} with arrays/ADC or draws='batch' draws per call, not per "
                              "spike; use reads='step' (or 'once'), or errors='static'")
         return self.draw_for(wq, batch)
@@ -315,7 +315,7 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
         self._init_analog(analog)
 
     def extra_repr(self) -> str:
-        return f"{nn.Linear.extra_repr(self)}, {self.analog_repr(self.pinned)}, {self.synapse_repr()}"
+        return f"{nn.Linear.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -369,7 +369,7 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
         self._init_analog(analog)
 
     def extra_repr(self) -> str:
-        return f"{nn.Conv2d.extra_repr(self)}, {self.analog_repr(self.pinned)}, {self.synapse_repr()}"
+        return f"{nn.Conv2d.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
