@@ -1,6 +1,6 @@
 """MLP, CNN and weight re-use RNN of seed paper 004 (Bennett, Dellana et al., "Evaluating complexity
 and resilience trade-offs in emerging memory inference machines"), every synapse a
-:class:`~spikenoise.tiles.TiledLinear` / :class:`~spikenoise.tiles.TiledConv2d` (ideal analog by
+:class:`~spikenoise.synapse.TiledLinear` / :class:`~spikenoise.synapse.TiledConv2d` (ideal analog by
 default: no arrays, no ADC, no DAC), so programming variation, input noise, tiles and ADCs are
 all one ``configure`` / ``tile`` / ``set_analog`` away.
 
@@ -38,8 +38,7 @@ import torch.nn.functional as F
 
 from spikenoise.noise.analog import GaussianVariation
 from spikenoise.noise.base import ErrorModel
-from spikenoise.synapse import new_inference
-from spikenoise.tiles import TiledConv2d, TiledLinear
+from spikenoise.synapse import TiledConv2d, TiledLinear, new_inference
 
 __all__ = ["Jitter", "relu1", "MLP", "ResilienceCNN", "ReuseRNN", "build_resilience_model", "RESILIENCE_MODELS",
            "IDEAL"]

@@ -111,23 +111,23 @@ def vgg(depth: int, **kwargs) -> VGG:
 
 
 @torch.no_grad()
-def _fold_pair(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
+def _fold_pair(layer: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> None:
     g = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
     beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     if isinstance(layer, NoisySynapse):
         # the layer computes scale * quantize(hidden); fold into the effective weight, scale 1
-        w_eff = layer.error_model.quantize(layer.weight) * layer.scale  # type: ignore[attr-defined]
-        layer.scale.fill_(1.0)  # type: ignore[attr-defined]
+        w_eff = layer.error_model.quantize(layer.weight) * layer.scale
+        layer.scale.fill_(1.0)
     else:
-        w_eff = layer.weight.detach().clone()  # type: ignore[attr-defined]
+        w_eff = layer.weight.detach().clone()
     shape = [-1] + [1] * (w_eff.dim() - 1)
-    layer.weight.copy_(w_eff * g.view(shape))  # type: ignore[attr-defined]
-    b = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)  # type: ignore[attr-defined]
+    layer.weight.copy_(w_eff * g.view(shape))
+    b = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
     new_b = (b - bn.running_mean) * g + beta
-    if layer.bias is None:  # type: ignore[attr-defined]
-        layer.bias = nn.Parameter(new_b.clone())  # type: ignore[attr-defined]
+    if layer.bias is None:
+        layer.bias = nn.Parameter(new_b.clone())
     else:
-        layer.bias.copy_(new_b)  # type: ignore[attr-defined]
+        layer.bias.copy_(new_b)
 
 
 def fold_batchnorm(model: nn.Module) -> int:

@@ -30,11 +30,11 @@ import torch.nn as nn
 from .noise.base import ErrorModel
 from .noise.nvm import NOISE_LEVEL_P0, MultiLevelNVM
 from .results import ResultStore, mean_ci
-from .synapse import configure, synapses
+from .synapse import configure, programmed, synapses
 from .train import derive_seed
 
 __all__ = ["accuracy", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition", "sweep",
-           "summarize", "series_label", "is_matched", "ERROR_TYPES"]
+           "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
 
 ERROR_TYPES = ("static", "dynamic")
 
@@ -258,3 +258,20 @@ def is_matched(summary: Iterable[Mapping[str, Any]]) -> bool:
     """True if every aware entry was tested at its own training level (paper's Fig. 2 protocol)."""
     aware = [e for e in summary if e["training"] == "aware"]
     return bool(aware) and all(e["level"] == e["train_level"] for e in aware)
+
+
+def programming_accuracies(model: nn.Module, loader: Iterable, n: int = 40, seed: int = 0,
+                           progress: bool = False, desc: str = "programmings") -> list[float]:
+    """Test accuracy of ``n`` independently programmed chips (seed 003: 40 per condition).
+
+    Chip ``k`` is programmed with seed ``derive_seed(seed, k, "chip")``
+    (:func:`spikenoise.synapse.programmed`), so any single chip can be reproduced. A model without
+    noisy layers gives ``n`` equal values.
+    """
+    from tqdm.auto import tqdm
+
+    accs = []
+    for k in tqdm(range(n), desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+        with programmed(model, seed=derive_seed(seed, k, "chip")):
+            accs.append(accuracy(model, loader))
+    return accs

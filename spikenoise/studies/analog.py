@@ -217,7 +217,7 @@ def tensor_loaders(train, test, batch_size: int, seed: int, test_batch: int = 51
 
 def build_study_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int = 256) -> nn.Module:
     """A float (level 0) model on ideal tiled layers: ``mlp`` or the zoo ``cnn``."""
-    from spikenoise.tiles import level_settings, tile
+    from spikenoise.synapse import level_settings, tile
 
     st = level_settings(0)
     if kind == "mlp":
@@ -242,7 +242,7 @@ def _set_level(model: nn.Module, level: int, sigma: float, cfg: dict[str, Any], 
 
     With ``adc_range="auto"`` a model's ADC ranges are kept, or calibrated on ``calib`` if given.
     """
-    from spikenoise.tiles import ADC_RANGE, calibrate_adc_ranges, level_settings, tile
+    from spikenoise.synapse import ADC_RANGE, calibrate_adc_ranges, level_settings, tile
 
     auto = cfg["adc_range"] == "auto"
     st = level_settings(level, sigma, on_off=cfg["on_off"], bits=cfg["bits"], act_bits=cfg["act_bits"],
@@ -276,7 +276,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per condition: the chips of all training seeds pooled (box statistics) and the per-seed
     top-25 % (q3) and mean accuracies as mean +- 95 % CI over training seeds."""
     from spikenoise.results import mean_ci
-    from spikenoise.tiles import box_stats
+    from spikenoise.synapse import box_stats
 
     out = []
     for (lv, tr, te), rs in sorted(_conditions(rows).items()):
@@ -414,7 +414,8 @@ def main(args: argparse.Namespace) -> int:
 
     from spikenoise.evaluate import accuracy
     from spikenoise.results import ResultStore
-    from spikenoise.tiles import box_stats, calibrate_input_ranges, programming_accuracies, set_analog
+    from spikenoise.evaluate import programming_accuracies
+    from spikenoise.synapse import box_stats, calibrate_input_ranges, set_analog
     from spikenoise.train import fit, seed_everything
 
     cfg = _resolve(args)

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..activations import calibrate_activations, insert_activation_flips, set_activation_flips
 from ..midpoint import fit_midpoint, log_grid, plot_midpoint
-from ..noise.bitflip import DTYPES, BiasFlips, BitFlip, requantize
+from ..noise.bitflip import DTYPES, BitFlip
 from ..results import ResultStore
-from ..synapse import configure, synapses
+from ..synapse import (BiasFlips, calibrate_activations, configure, insert_activation_flips, requantize,
+                       set_activation_flips, synapses)
 
 __all__ = ["add_arguments", "main", "load_data", "parse_mask", "evaluate_flips", "PRESETS", "DataBundle"]
 

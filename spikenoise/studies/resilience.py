@@ -7,7 +7,7 @@ Protocol (seed 004 sections II-III):
 * Train the MLP, the CNN (C3/3-C3/3-MP2-C3/6-C3/6-D100-D10) and the re-use RNN (``t`` steps)
   of :mod:`spikenoise.models.resilience`, with and without noise regularization (``jitter``:
   Gaussian noise on every hidden neuron's pre-activation during training), ``--seeds`` times.
-* Map each layer so its largest weight is the top of the range (:func:`~spikenoise.tiles.fill_range`)
+* Map each layer so its largest weight is the top of the range (:func:`~spikenoise.synapse.fill_range`)
   and evaluate under per-synapse variation ``sigma_syn`` (static, relative to that range; one
   programmed chip per run, ``--runs`` runs with different seeds, as the seed's "different seeds
   in every run") and input noise ``sigma_te`` (fresh Gaussian per element and call), applied to
@@ -103,8 +103,8 @@ def _build(name: str, steps: int, jitter: float, cfg: dict[str, Any], input_size
 def _evaluate(model: nn.Module, loader, sigma_syn: float, sigma_te: float, at: str, runs: int, seed: int) -> list[float]:
     """Accuracy of ``runs`` programmed chips with variation ``sigma_syn`` and input noise ``sigma_te``."""
     from spikenoise.noise.analog import GaussianVariation
-    from spikenoise.synapse import configure
-    from spikenoise.tiles import InputNoise, programming_accuracies, set_analog
+    from spikenoise.evaluate import programming_accuracies
+    from spikenoise.synapse import InputNoise, configure, set_analog
     from spikenoise.train import derive_seed, seed_everything
 
     m = copy.deepcopy(model)
@@ -203,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
 
     from spikenoise.energy import RERAM, SONOS, estimate_energy, seed004_check
     from spikenoise.results import ResultStore
-    from spikenoise.tiles import fill_range
+    from spikenoise.synapse import fill_range
     from spikenoise.train import derive_seed, fit
 
     cfg = _resolve(args)
