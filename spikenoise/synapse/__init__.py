@@ -6,7 +6,12 @@
 * :mod:`.sampling`: the per-spike samplers (exact, brute, gaussian) as functions.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
+* :mod:`.conv1d`: ``NoisyConv1d``; :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM``.
+* :mod:`.snn_libraries`: snnTorch one-to-one weights (``NoisyElementwise``) and Norse cell
+  weights (``NoisyLinearWeight``).
+* :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
 * :mod:`.convert`: ``convert`` and ``tile`` (one layer walker), ``set_analog``.
+* :mod:`.summary`: ``summary`` (table of synapses), ``unmapped_parameters``.
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
@@ -17,10 +22,14 @@ from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_m
 from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
 from .chips import (LEVELS, box_stats, calibrate_adc_ranges, calibrate_input_ranges, fill_range, level_settings,
                     programmed)
+from .conv1d import NoisyConv1d
 from .convert import analog_layers, convert, set_analog, tile
 from .faults import (BiasFlips, FlipActivations, activation_flips, calibrate_activations, insert_activation_flips,
                      requantize, set_activation_flips)
 from .layers import BinaryConv2d, BinaryLinear, NoisyConv2d, NoisyLinear
+from .recurrent import NoisyGRU, NoisyLSTM, NoisyRNN
+from .snn_libraries import NoisyElementwise, NoisyLinearWeight
+from .summary import SynapseTable, summary, unmapped_parameters
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
 
 __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "BinaryConv2d", "convert", "configure",
@@ -29,4 +38,5 @@ __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "Binary
            "ADC_RANGE", "adc", "dac", "tiled_matmul", "array_count", "tile", "set_analog", "analog_layers",
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",
            "level_settings", "LEVELS", "BiasFlips", "requantize", "FlipActivations", "insert_activation_flips",
-           "set_activation_flips", "calibrate_activations", "activation_flips"]
+           "set_activation_flips", "calibrate_activations", "activation_flips", "NoisyConv1d", "NoisyRNN", "NoisyGRU",
+           "NoisyLSTM", "NoisyElementwise", "NoisyLinearWeight", "summary", "SynapseTable", "unmapped_parameters"]

@@ -1,0 +1,189 @@
+"""convert covers torch, snnTorch and Norse layers; no weight stays error-free silently."""
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import spikenoise as sn
+from spikenoise.synapse.convert import safe_deepcopy
+from spikenoise.synapse.summary import unmapped_parameters
+
+snn = pytest.importorskip("snntorch")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    norse = pytest.importorskip("norse.torch")
+
+T, B = 6, 3
+WEIGHT_NAMES = ("weight", "V", "input_weights", "recurrent_weights")
+
+
+def _steps(model, xs, step):
+    """Run a step-wise model over xs (T, B, ...) and stack what ``step`` returns."""
+    outs, state = [], None
+    for x in xs:
+        out, state = step(model, x, state)
+        outs.append(out)
+    return torch.stack(outs)
+
+
+def _snntorch(model, xs):
+    model.reset_mem() if hasattr(model, "reset_mem") else None
+    outs = []
+    for x in xs:
+        r = model(x)
+        outs.append(r[-1])  # membrane: graded, so every read weight shows
+    return torch.stack(outs)
+
+
+def _norse_cell(model, xs):
+    return _steps(model, xs, lambda m, x, s: (lambda z, s2: (torch.cat([z, s2.v], -1), s2))(*m(x, s)))
+
+
+def _norse_li(model, xs):
+    return _steps(model, xs, lambda m, x, s: m(x, s))
+
+
+def _norse_seq(model, xs):
+    z, s = model(xs)
+    return torch.cat([z, s.v.unsqueeze(0)], 0)
+
+
+def _rnn(model, xs):
+    out, h = model(xs)
+    return torch.cat([out.flatten(), (h[0] if isinstance(h, tuple) else h).flatten()])
+
+
+def _call(model, xs):
+    return model(xs)
+
+
+def _spikes(*shape):
+    return (torch.rand(*shape) < 0.5).float() * 2
+
+
+# name -> (builder, input, runner); inputs are spikes (0/2, counts) or graded values
+CASES = {
+    "Linear": (lambda: nn.Linear(6, 4), lambda: _spikes(B, 6), _call),
+    "Conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), lambda: _spikes(B, 3, 8), _call),
+    "Conv2d": (lambda: nn.Conv2d(2, 3, 3, padding=1), lambda: _spikes(B, 2, 5, 5), _call),
+    "RNN": (lambda: nn.RNN(5, 4, num_layers=2, bidirectional=True), lambda: torch.randn(T, B, 5), _rnn),
+    "GRU": (lambda: nn.GRU(5, 4, batch_first=True), lambda: torch.randn(B, T, 5), _rnn),
+    "LSTM": (lambda: nn.LSTM(5, 4, num_layers=2), lambda: _spikes(T, B, 5), _rnn),
+    "RLeaky-all": (lambda: snn.RLeaky(beta=0.8, linear_features=5, threshold=0.3),
+                   lambda: torch.rand(T, B, 5), _snntorch),
+    "RLeaky-one": (lambda: snn.RLeaky(beta=0.8, all_to_all=False, V=torch.rand(5), threshold=0.3),
+                   lambda: torch.rand(T, B, 5), _snntorch),
+    "RSynaptic-conv": (lambda: snn.RSynaptic(alpha=0.5, beta=0.8, conv2d_channels=2, kernel_size=3, threshold=0.3),
+                       lambda: torch.rand(T, B, 2, 4, 4), _snntorch),
+    "RSynaptic-one": (lambda: snn.RSynaptic(alpha=0.5, beta=0.8, all_to_all=False, V=0.5, threshold=0.3),
+                      lambda: torch.rand(T, B, 5), _snntorch),
+    "LIFRecurrentCell": (lambda: norse.LIFRecurrentCell(5, 4, p=norse.LIFParameters(v_th=torch.tensor(0.05))),
+                         lambda: _spikes(T, B, 5), _norse_cell),
+    "LSNNRecurrent": (lambda: norse.LSNNRecurrent(5, 4, p=norse.LSNNParameters(v_th=torch.tensor(0.05))),
+                      lambda: _spikes(T, B, 5), _norse_seq),
+    "LIFAdExRecurrentCell": (lambda: norse.LIFAdExRecurrentCell(5, 4, p=norse.LIFAdExParameters(
+        v_th=torch.tensor(0.05))), lambda: _spikes(T, B, 5), _norse_cell),
+    "LILinearCell": (lambda: norse.LILinearCell(5, 4), lambda: _spikes(T, B, 5), _norse_li),
+}
+
+
+def _quantized_reference(model, em):
+    """The float model with every weight replaced by what the converted synapse stores."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[-1].startswith(WEIGHT_NAMES) and p.is_floating_point():
+                s = em.fit_scale(p)
+                p.copy_(em.quantize(p / s) * s)
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_weight_is_noisy(case):
+    build, make_input, run = CASES[case]
+    torch.manual_seed(0)
+    model = build()
+    x = make_input()
+    em0 = sn.MultiLevelNVM.noise_level(0)
+    net = sn.convert(model, em0, errors="static")
+    assert unmapped_parameters(net) == []
+    # noise level 0 equals the network with quantized weights
+    ref = _quantized_reference(safe_deepcopy(model), em0)
+    with torch.no_grad():
+        clean = run(net, x)
+        torch.testing.assert_close(clean, run(ref, x), rtol=1e-5, atol=1e-5)
+    # and each synapse on its own changes the output under errors
+    em = sn.MultiLevelNVM.noise_level(3)
+    syn = list(sn.synapses(net))
+    assert syn
+    for k, s in enumerate(syn):
+        sn.configure(net, errors="none")
+        s.set_errors(errors="dynamic", error_model=em)
+        with torch.no_grad():
+            noisy = [run(net, x) for _ in range(3)]
+        assert any(not torch.allclose(y, clean) for y in noisy), f"synapse {k} ({type(s).__name__}) never noisy"
+
+
+def test_unknown_weight_module_raises_and_names_it():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Embedding(4, 3), nn.Sequential(nn.Conv3d(2, 2, 1)))
+    with pytest.raises(ValueError) as err:
+        sn.convert(model)
+    msg = str(err.value)
+    assert "1.weight" in msg and "Embedding" in msg and "2.0.weight" in msg and "keep_clean" in msg
+    net = sn.convert(model, keep_clean=["1", "2"])
+    assert isinstance(net[0], sn.NoisyLinear) and type(net[1]) is nn.Embedding and type(net[2][0]) is nn.Conv3d
+    with pytest.raises(ValueError, match="keep_clean"):
+        sn.convert(model, keep_clean=["nope"])
+
+
+def test_keep_clean_leaves_a_supported_layer_clean():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    net = sn.convert(model, keep_clean=["1"])
+    assert isinstance(net[0], sn.NoisyLinear) and type(net[1]) is nn.Linear
+
+
+def test_coba_cell_is_reported_not_skipped():
+    with pytest.raises(ValueError, match="CobaLIFCell"):
+        sn.convert(nn.Sequential(nn.Linear(3, 4), norse.CobaLIFCell(4, 2)))
+
+
+def test_norse_weight_used_outside_linear_raises():
+    net = sn.convert(norse.LIFRecurrentCell(3, 2))
+    with pytest.raises(TypeError, match="functional.linear"):
+        torch.matmul(torch.ones(1, 3), net.input_weights)
+
+
+def test_rleaky_one_to_one_keeps_no_stale_V():
+    net = sn.convert(snn.RLeaky(beta=0.9, all_to_all=False, V=torch.rand(4)))
+    assert "V" not in dict(net.named_parameters()) and "V" not in dict(net.named_buffers())
+
+
+def test_summary_lists_every_synapse_with_levels():
+    model = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(18, 4))
+    net = sn.convert(model, sn.MultiLevelNVM.noise_level(2), errors="dynamic", reads="step")
+    table = sn.summary(net)
+    assert [r["path"] for r in table.rows] == ["0", "2"]
+    row = table.rows[1]
+    assert (row["type"], row["fan_in"], row["fan_out"], row["errors"], row["reads"]) == (
+        "NoisyLinear", 18, 4, "dynamic", "step")
+    counts = sum(int(part.split(":")[1]) for part in row["levels_used"].split())
+    assert counts == 18 * 4
+    assert "NoisyConv1d" in str(table) and "levels_used" in str(table)
+
+
+def test_noisy_gru_static_draw_is_frozen_over_time_and_dynamic_is_not():
+    """errors='static': one draw per inference, so a constant input gives the same gate
+    pre-activations every step; 'dynamic' with reads='step' redraws every step."""
+    torch.manual_seed(1)
+    em = sn.MultiLevelNVM.noise_level(3)
+    net = sn.convert(nn.GRU(4, 3), em, errors="static", reads="step")
+    x = torch.ones(5, 2, 4)
+    ih = net.ih[0]
+    seen = []
+    ih.register_forward_hook(lambda m, a, y: seen.append(y.detach()))
+    net(x)
+    assert all(torch.equal(seen[0], y) for y in seen[1:])
+    sn.configure(net, errors="dynamic")
+    seen.clear()
+    net(x)
+    assert not all(torch.equal(seen[0], y) for y in seen[1:])
