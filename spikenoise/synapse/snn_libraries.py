@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import NoisySynapse
+from .base import NoisySynapse, is_integer_valued
 from .layers import NoisyLinear
 from .mapping import WeightMapping
 from .sampling import gaussian_reads, with_reads
@@ -99,8 +99,7 @@ class NoisyElementwise(NoisySynapse, nn.Module):
 
     def _per_spike(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Every spike an independent read of its neuron's cell; an integer ``c`` is ``|c|`` reads."""
-        integer = bool(torch.equal(x.detach(), torch.round(x.detach())))
-        reps = int(x.detach().abs().max()) if integer and x.numel() else 1
+        reps = int(x.detach().abs().max()) if is_integer_valued(x) and x.numel() else 1
         stored = wq.detach().expand(x.shape[1:])
         y = torch.zeros_like(x)
         for k in range(1, max(reps, 1) + 1):
