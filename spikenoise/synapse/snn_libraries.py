@@ -19,6 +19,7 @@ errors like any stored zero.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Callable
 
 import torch
@@ -140,6 +141,8 @@ class NoisyLinearWeight(NoisyLinear):
 def snntorch_factories(mapping: WeightMapping, convert_children: Callable[[nn.Module], nn.Module]
                        ) -> dict[type, Callable[[nn.Module], nn.Module]]:
     """Factories for snnTorch's weight-owning neurons (``RLeaky``, ``RSynaptic``)."""
+    if "snntorch" not in sys.modules:  # a model holding snnTorch neurons has imported it
+        return {}
     try:
         import snntorch
         from snntorch._neurons import rleaky, rsynaptic
@@ -162,7 +165,10 @@ def snntorch_factories(mapping: WeightMapping, convert_children: Callable[[nn.Mo
 
 def norse_factories(mapping: WeightMapping) -> dict[type, Callable[[nn.Module], nn.Module]]:
     """Factories for Norse's weight-owning cells (every recurrent cell/module and ``LILinearCell``);
-    empty when Norse is not installed."""
+    empty when Norse is not imported (a model holding Norse cells has imported it; importing it
+    here would cost seconds for every conversion)."""
+    if "norse" not in sys.modules:
+        return {}
     try:
         import norse.torch as norse
         from norse.torch.module.snn import SNNRecurrent, SNNRecurrentCell
