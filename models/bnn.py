@@ -34,6 +34,8 @@ from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.binary import binary_weights
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, new_inference, synapses
 
+from .registry import register_model
+
 __all__ = ["SignSTE", "sign_ste", "BinaryActivation", "BinaryLinear", "BinaryConv2d", "BinaryMLP",
            "BinaryCNN", "bn_thresholds", "clip_hidden_weights", "DRAWS"]
 
@@ -189,6 +191,7 @@ class _BNN(nn.Module):
         return list(synapses(self))
 
 
+@register_model("binary_mlp")
 class BinaryMLP(_BNN):
     """Fully connected BNN (seed 002, Fig. 2a): ``in -> 4096 -> 4096 -> classes`` by default.
 
@@ -228,6 +231,7 @@ class BinaryMLP(_BNN):
         return x
 
 
+@register_model("binary_cnn")
 class BinaryCNN(_BNN):
     """Convolutional BNN (seed 002, Fig. 2b; Courbariaux's CIFAR-10 BNN scaled by ``width``).
 

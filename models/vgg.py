@@ -15,12 +15,16 @@ biases that can be stored in (noisy) memory -- what the bit-flip study flips.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 
 from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.bitflip import BitFlip
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, READS, new_inference
+
+from .registry import register_model
 
 __all__ = ["VGG", "VGG_CONFIGS", "vgg", "fold_batchnorm"]
 
@@ -108,6 +112,10 @@ class VGG(nn.Module):
 def vgg(depth: int, **kwargs) -> VGG:
     """Shorthand: ``vgg(11, num_classes=10, in_channels=1, input_size=(8, 8), width=0.25)``."""
     return VGG(depth, **kwargs)
+
+
+for _depth in VGG_CONFIGS:  # "vgg11" .. "vgg19"
+    register_model(f"vgg{_depth}", partial(VGG, _depth))
 
 
 @torch.no_grad()
