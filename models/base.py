@@ -6,7 +6,20 @@ import torch.nn as nn
 
 from spikenoise.synapse import new_inference
 
-__all__ = ["KWSModel"]
+__all__ = ["KWSModel", "image_batch"]
+
+
+def image_batch(x: torch.Tensor, in_channels: int, input_size: tuple[int, int], model: str) -> torch.Tensor:
+    """``x`` as ``(B, C, H, W)``: a ``(B, H, W)`` batch gets its channel axis when ``in_channels == 1``.
+
+    Raises a ``ValueError`` naming ``model`` and the expected shape for anything else.
+    """
+    if x.dim() == 3 and in_channels == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or x.shape[1] != in_channels or tuple(x.shape[2:]) != tuple(input_size):
+        raise ValueError(f"{model} expects input (B, {in_channels}, {input_size[0]}, {input_size[1]}), "
+                         f"got shape {tuple(x.shape)}")
+    return x
 
 
 class KWSModel(nn.Module):

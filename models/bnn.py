@@ -34,6 +34,7 @@ from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.binary import binary_weights
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, new_inference, synapses
 
+from .base import image_batch
 from .registry import register_model
 
 __all__ = ["SignSTE", "sign_ste", "BinaryActivation", "BinaryLinear", "BinaryConv2d", "BinaryMLP",
@@ -285,9 +286,4 @@ class BinaryCNN(_BNN):
         self.feature_shape = (c, h, w)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"BinaryCNN expects input (B, {self.in_channels}, {self.input_size[0]}, "
-                             f"{self.input_size[1]}), got shape {tuple(x.shape)}")
-        return x
+        return image_batch(x, self.in_channels, self.input_size, "BinaryCNN")

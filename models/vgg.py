@@ -24,6 +24,7 @@ from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.bitflip import BitFlip
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, READS, new_inference
 
+from .base import image_batch
 from .registry import register_model
 
 __all__ = ["VGG", "VGG_CONFIGS", "vgg", "fold_batchnorm"]
@@ -100,11 +101,7 @@ class VGG(nn.Module):
             self.classifier = nn.Sequential(nn.Dropout(dropout), NoisyLinear(flat, num_classes, **syn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"VGG expects input (B, {self.in_channels}, {self.input_size[0]}, {self.input_size[1]}), "
-                             f"got shape {tuple(x.shape)}")
+        x = image_batch(x, self.in_channels, self.input_size, "VGG")
         new_inference(self)  # one forward = one inference
         return self.classifier(self.features(x).flatten(1))
 

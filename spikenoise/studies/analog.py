@@ -37,8 +37,8 @@ import torch
 import torch.nn as nn
 
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
-from .scaffold import (StudyError, add_common_options, add_data_options, fsdd_root, open_store, progress_bar,
-                       pyplot, resolve_preset, save_figure, set_threads)
+from .scaffold import (StudyError, add_common_options, add_data_options, finish_panels, fsdd_root, open_store,
+                       progress_bar, pyplot, resolve_preset, set_threads)
 
 __all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate"]
 
@@ -336,11 +336,10 @@ def _plot_boxes(rows: list[dict[str, Any]], cfg: dict[str, Any], path: Path) -> 
         ax.set_title(_LEVEL_TITLES[lv])
         ax.grid(alpha=0.3)
     n_seeds = max(len(rs) for rs in groups.values())
-    axes[0][0].set_ylabel(f"test accuracy (%): {cfg['programmings']} chips x {n_seeds} trainings")
-    axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, ADC range {cfg['adc_range']}, "
-                 "whiskers = min/max")
-    return save_figure(fig, path)
+    return finish_panels(fig, axes, f"test accuracy (%): {cfg['programmings']} chips x {n_seeds} trainings", path,
+                         legend_loc="lower left",
+                         title=f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, "
+                               f"ADC range {cfg['adc_range']}, whiskers = min/max")
 
 
 def _plot_top25(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -360,9 +359,7 @@ def _plot_top25(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(f"level {lv}: 75th percentile accuracy")
         ax.set_xlabel("programming variation at inference (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("top-25% accuracy (%), mean +- 95% CI over trainings")
-    axes[0][0].legend(fontsize=8)
-    return save_figure(fig, path)
+    return finish_panels(fig, axes, "top-25% accuracy (%), mean +- 95% CI over trainings", path)
 
 
 def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:

@@ -37,8 +37,8 @@ import torch
 import torch.nn as nn
 
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
-from .scaffold import (add_common_options, add_data_options, fsdd_root, open_store, progress_bar, pyplot,
-                       resolve_preset, save_figure, set_threads, write_csv)
+from .scaffold import (add_common_options, add_data_options, finish_panels, fsdd_root, open_store, progress_bar,
+                       pyplot, resolve_preset, set_threads, write_csv)
 
 __all__ = ["add_arguments", "main", "PRESETS"]
 
@@ -131,10 +131,8 @@ def _plot_noise(summary: list[dict[str, Any]], cfg: dict[str, Any], at: str, pat
         ax.set_title(f"sigma_te = {te:g} ({at})")
         ax.set_xlabel("sigma_syn (relative to max |w|)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%), mean over seeds, 95% CI")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"seed 004 on {cfg['data']}: synapse + input noise")
-    return save_figure(fig, path)
+    return finish_panels(fig, axes, "test accuracy (%), mean over seeds, 95% CI", path, legend_fontsize=7,
+                         title=f"seed 004 on {cfg['data']}: synapse + input noise")
 
 
 def _band(ax, pts, color, ls: str, label: str) -> None:
@@ -160,9 +158,7 @@ def _plot_steps(sweep: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(f"RNN time-step sweep, jitter {j:g}")
         ax.set_xlabel("sigma_syn")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][0].legend(fontsize=7)
-    return save_figure(fig, path)
+    return finish_panels(fig, axes, "test accuracy (%)", path, legend_fontsize=7)
 
 
 def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:

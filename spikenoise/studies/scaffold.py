@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["StudyError", "USAGE", "ENVIRONMENT", "add_common_options", "add_data_options", "resolve_preset",
-           "set_threads", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "write_csv",
+           "set_threads", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "finish_panels", "write_csv",
            "fsdd_root", "fmt_seconds"]
 
 #: exit codes of :class:`StudyError`
@@ -156,6 +156,16 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return Path(path)
+
+
+def finish_panels(fig, axes, ylabel: str, path: str | Path, legend_fontsize: int = 8, legend_loc: str = "best",
+                  title: str | None = None) -> Path:
+    """Y label and legend on the first panel of a row of panels, an optional title, then :func:`save_figure`."""
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=legend_fontsize, loc=legend_loc)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], float_format: str | None = None) -> None:
