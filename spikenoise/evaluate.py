@@ -33,8 +33,8 @@ from .results import ResultStore, mean_ci
 from .synapse import configure, programmed, synapses
 from .train import derive_seed
 
-__all__ = ["accuracy", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition", "sweep",
-           "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
+__all__ = ["accuracy", "accuracy_nonfinite", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition",
+           "sweep", "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
 
 ERROR_TYPES = ("static", "dynamic")
 
@@ -275,3 +275,26 @@ def programming_accuracies(model: nn.Module, loader: Iterable, n: int = 40, seed
         with programmed(model, seed=derive_seed(seed, k, "chip")):
             accs.append(accuracy(model, loader))
     return accs
+
+
+@torch.no_grad()
+def accuracy_nonfinite(model: nn.Module, batches: Iterable, seed: int,
+                       eval_batch: int | None = None) -> tuple[float, float]:
+    """Accuracy and fraction of samples with a non-finite logit; torch RNG seeded with ``seed``.
+
+    Non-finite logits (inf/NaN from exponent bit flips) are kept and scored by ``argmax`` as
+    PyTorch does. ``eval_batch`` splits the batches (per-row static draws hold ``batch x weights``
+    values; with per-batch draws it is the number of samples per inference).
+    """
+    model.eval()
+    torch.manual_seed(seed)
+    correct = seen = bad = 0
+    for x, y in batches:
+        step = eval_batch or x.shape[0]
+        for i in range(0, x.shape[0], step):
+            xb, yb = x[i:i + step], y[i:i + step]
+            logits = model(xb)
+            correct += int((logits.argmax(dim=-1) == yb).sum())
+            bad += int((~torch.isfinite(logits)).any(dim=-1).sum())
+            seen += int(yb.shape[0])
+    return correct / seen, bad / seen
