@@ -187,3 +187,12 @@ def test_noisy_gru_static_draw_is_frozen_over_time_and_dynamic_is_not():
     seen.clear()
     net(x)
     assert not all(torch.equal(seen[0], y) for y in seen[1:])
+
+
+def test_counters_count_conv1d_and_integer_spikes():
+    from spikenoise.counters import count_operations
+    net = sn.convert(nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.Flatten(), nn.Linear(24, 2)))
+    x = torch.zeros(1, 2, 8, dtype=torch.uint8)
+    x[0, 0, 4] = 2  # two spikes into the middle of the signal: 3 taps x 3 output channels each
+    report = count_operations(net, x)
+    assert report["layers"]["0"]["synops"] == 2 * 3 * 3
