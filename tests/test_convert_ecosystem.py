@@ -74,6 +74,8 @@ CASES = {
                    lambda: torch.rand(T, B, 5), _snntorch),
     "RLeaky-one": (lambda: snn.RLeaky(beta=0.8, all_to_all=False, V=torch.rand(5), threshold=0.3),
                    lambda: torch.rand(T, B, 5), _snntorch),
+    "RLeaky-one-conv": (lambda: snn.RLeaky(beta=0.8, all_to_all=False, V=torch.rand(2, 1, 1), threshold=0.3),
+                        lambda: torch.rand(T, B, 2, 3, 3), _snntorch),
     "RSynaptic-conv": (lambda: snn.RSynaptic(alpha=0.5, beta=0.8, conv2d_channels=2, kernel_size=3, threshold=0.3),
                        lambda: torch.rand(T, B, 2, 4, 4), _snntorch),
     "RSynaptic-one": (lambda: snn.RSynaptic(alpha=0.5, beta=0.8, all_to_all=False, V=0.5, threshold=0.3),
@@ -84,6 +86,9 @@ CASES = {
                       lambda: _spikes(T, B, 5), _norse_seq),
     "LIFAdExRecurrentCell": (lambda: norse.LIFAdExRecurrentCell(5, 4, p=norse.LIFAdExParameters(
         v_th=torch.tensor(0.05))), lambda: _spikes(T, B, 5), _norse_cell),
+    "SequentialState-LIFRecurrent": (lambda: norse.SequentialState(
+        nn.Linear(5, 6), norse.LIFRecurrent(6, 4, p=norse.LIFParameters(v_th=torch.tensor(0.05))), nn.Linear(4, 3)),
+        lambda: _spikes(T, B, 5), lambda m, xs: m(xs)[0]),
     "LILinearCell": (lambda: norse.LILinearCell(5, 4), lambda: _spikes(T, B, 5), _norse_li),
 }
 
@@ -196,3 +201,21 @@ def test_counters_count_conv1d_and_integer_spikes():
     x[0, 0, 4] = 2  # two spikes into the middle of the signal: 3 taps x 3 output channels each
     report = count_operations(net, x)
     assert report["layers"]["0"]["synops"] == 2 * 3 * 3
+
+
+def test_norse_autapse_free_cell_keeps_zero_diagonal_through_training():
+    torch.manual_seed(0)
+    cell = norse.LIFRecurrentCell(3, 4, p=norse.LIFParameters(v_th=torch.tensor(0.05)))
+    assert not cell.autapses
+    net = sn.convert(cell, sn.MultiLevelNVM.noise_level(2), errors="static", inference="manual")
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    state, loss = None, 0
+    for _ in range(8):
+        z, state = net(torch.full((2, 3), 20.0), state)
+        loss = loss + state.v.sum() + state.i.sum()
+    loss.backward()
+    assert net.recurrent_weights.weight.grad.diagonal().abs().sum() > 0  # the diagonal would move
+    opt.step()
+    sn.new_inference(net)
+    net(torch.ones(2, 3))
+    assert torch.all(net.recurrent_weights.weight.diagonal() == 0)

@@ -13,8 +13,10 @@
   same static/dynamic semantics as any noisy layer; spikes in ``x`` read per spike). Any other use
   of such a weight raises (it would otherwise bypass the noise).
 
-Autapse-free Norse cells (``autapses=False``) keep zero diagonal cells, read with the device's
-errors like any stored zero.
+Autapse-free Norse cells (``autapses=False``, Norse's default) keep the diagonal of the hidden
+recurrent weights at 0 before every forward (Norse zeroes those gradients; a trained diagonal would
+otherwise grow autapses in fine-tuning). The stored zeros are still read with the device's errors,
+like any zero-valued cell of the array.
 """
 from __future__ import annotations
 
@@ -138,6 +140,14 @@ class NoisyLinearWeight(NoisyLinear):
         return mapping.fill(new, weight, None, training)
 
 
+def _zero_diagonal(module: nn.Module, args) -> None:
+    """Forward pre-hook: no autapses, the hidden recurrent weights' diagonal stays 0."""
+    with torch.no_grad():
+        # only when needed: an in-place write would invalidate graphs of earlier steps
+        if bool(module.weight.diagonal().any()):
+            module.weight.fill_diagonal_(0.0)
+
+
 def snntorch_factories(mapping: WeightMapping, convert_children: Callable[[nn.Module], nn.Module]
                        ) -> dict[type, Callable[[nn.Module], nn.Module]]:
     """Factories for snnTorch's weight-owning neurons (``RLeaky``, ``RSynaptic``)."""
@@ -180,7 +190,10 @@ def norse_factories(mapping: WeightMapping) -> dict[type, Callable[[nn.Module], 
             w = old._parameters.get(name)
             if w is not None:
                 del old._parameters[name]
-                setattr(old, name, NoisyLinearWeight.from_weight(w, mapping, old.training))
+                new = NoisyLinearWeight.from_weight(w, mapping, old.training)
+                if name == "recurrent_weights" and not getattr(old, "autapses", True):
+                    new.register_forward_pre_hook(_zero_diagonal)
+                setattr(old, name, new)
         return old
 
     classes = [c for _, c in inspect.getmembers(norse, inspect.isclass)
