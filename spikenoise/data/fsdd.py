@@ -83,7 +83,7 @@ def split_fsdd(
         val = set(val_speakers or DEFAULT_VAL_SPEAKERS)
         unknown = (test | val) - set(speakers)
         if unknown:
-            raise ValueError(f"test_speakers/val_speakers name speaker(s) {sorted(unknown)} not in the FSDD folder; "
+            raise ValueError(f"test_speakers/val_speakers: speaker(s) {sorted(unknown)} not in FSDD folder; "
                              f"it has {speakers}")
         if test & val:
             raise ValueError(f"speaker(s) {sorted(test & val)} are in both test_speakers and val_speakers")
