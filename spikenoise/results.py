@@ -387,7 +387,7 @@ class ResultStore:
             raise TypeError(f"result values must be a dict of columns, got {type(values).__name__}: {values!r:.60}")
         reserved = {"key", "time"} & set(values)
         if reserved:
-            raise ValueError(f"result values may not have a column named {sorted(reserved)} (reserved)")
+            raise ValueError(f"result values may not use the reserved column name(s) {sorted(reserved)}")
         row: dict[str, Any] = {"key": to_json_value(dict(key), "key")}
         for col, v in values.items():
             if not isinstance(col, str):
