@@ -407,3 +407,21 @@ def test_crash_while_saving_a_checkpoint_leaves_no_temp_file(tmp_path, monkeypat
     assert saved == [1, 2] and load_checkpoint(ckpt)["epoch"] == 1  # the last good checkpoint
     _fit(ckpt, epochs=3)  # and training resumes from it
     assert load_checkpoint(ckpt)["epoch"] == 3
+
+
+# ---------------------------------------------------------------------------------- cache faults
+def test_cache_entry_faults_leave_no_temp_file_and_damage_is_reported(tmp_path, monkeypatch):
+    from spikenoise.data import cache
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.save_entry(tmp_path, "k1", {"x": torch.zeros(2)})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    p = cache.save_entry(tmp_path, "k1", {"x": torch.zeros(2)})
+    p.write_bytes(p.read_bytes()[:50])
+    with pytest.warns(RuntimeWarning, match=r"damaged feature-cache entry ignored and recomputed.*" + re.escape(p.name)):
+        assert cache.load_entry(tmp_path, "k1") is None
