@@ -101,11 +101,15 @@ def _restore_error_state(model: nn.Module, state: list[tuple[str, ErrorModel]]) 
 
 
 def noisy_accuracy(model: nn.Module, loader: Iterable, errors: str, error_model: ErrorModel | int,
-                   seed: int, device: str | torch.device | None = None, progress: bool = False) -> float:
+                   seed: int, device: str | torch.device | None = None, progress: bool = False,
+                   nonfinite: str = "wrong") -> float:
     """Accuracy with ``errors`` ("none", "static", "dynamic") drawn from ``error_model``.
 
     ``error_model`` may be a noise level 0..3 (:meth:`MultiLevelNVM.noise_level`). The global
     torch RNG is seeded with ``seed`` first; the model's error configuration is restored after.
+    ``nonfinite`` as for :func:`accuracy`, but ``"wrong"`` by default: under injected errors
+    (e.g. an exponent bit flip) a NaN or infinite output is part of what is measured, a wrong
+    answer, never the NaN class.
     """
     if isinstance(error_model, int):
         error_model = MultiLevelNVM.noise_level(error_model)
@@ -113,7 +117,7 @@ def noisy_accuracy(model: nn.Module, loader: Iterable, errors: str, error_model:
     try:
         configure(model, errors=errors, error_model=error_model)
         torch.manual_seed(seed)
-        return accuracy(model, loader, device, progress=progress, desc=f"{errors}")
+        return accuracy(model, loader, device, progress=progress, desc=f"{errors}", nonfinite=nonfinite)
     finally:
         _restore_error_state(model, saved)
 

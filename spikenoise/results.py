@@ -270,7 +270,7 @@ class ResultStore:
                 if resume and diffs:
                     listing = "; ".join(f"{k}: {a!r} before, {b!r} now" for k, a, b in diffs)
                     raise ConfigMismatchError(
-                        f"{self.folder} holds results of other options ({listing}). Rerun with the "
+                        f"{self.folder} holds results of a different configuration ({listing}). Rerun with the "
                         "same options to resume, start over in this folder with --fresh, or write to "
                         "another folder with --out", self.folder, diffs)
             elif resume:

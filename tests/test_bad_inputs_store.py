@@ -425,3 +425,16 @@ def test_cache_entry_faults_leave_no_temp_file_and_damage_is_reported(tmp_path, 
     p.write_bytes(p.read_bytes()[:50])
     with pytest.warns(RuntimeWarning, match=r"damaged feature-cache entry ignored and recomputed.*" + re.escape(p.name)):
         assert cache.load_entry(tmp_path, "k1") is None
+
+
+def test_noisy_accuracy_counts_nonfinite_outputs_as_wrong():
+    from spikenoise.evaluate import noisy_accuracy
+
+    logits = torch.tensor([[0.0, NAN], [2.0, 1.0], [0.0, 1.0], [3.0, 1.0]])
+    batches = [(torch.zeros(4, 1), torch.tensor([1, 0, 1, 0]))]
+    net = _Fixed(logits)
+    net.syn = sn.NoisyLinear(1, 1, reads="once")  # something for the error configuration to act on
+    assert noisy_accuracy(net, batches, "none", 0, seed=0) == 0.75  # the NaN row is wrong, not class 1
+    net.i = 0
+    with pytest.raises(FloatingPointError, match="1 of 4 samples"):
+        noisy_accuracy(net, batches, "none", 0, seed=0, nonfinite="raise")
