@@ -91,8 +91,16 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
+def _plain(obj: Any) -> Any:
+    """``json.dumps`` fallback for configurations: numbers from tensors / NumPy, ``str`` otherwise (paths)."""
+    try:
+        return to_json_value(obj)
+    except TypeError:
+        return str(obj)
+
+
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
+    return json.dumps(obj, sort_keys=True, default=_plain)
 
 
 class ResultStoreError(ValueError):
@@ -242,8 +250,8 @@ class ResultStore:
 
     Args:
         folder: output folder (created).
-        config: the configuration of the whole run (JSON-serialisable; other objects are stored as
-            their ``str``); written to ``config.json`` together with :func:`environment_info`.
+        config: the configuration of the whole run (tensors and NumPy values become numbers, other
+            non-JSON objects such as paths their ``str``); written to ``config.json`` together with :func:`environment_info`.
         resume: if False an existing ``results.jsonl`` is moved aside (``results.<time>.jsonl``)
             instead of resumed.
     """

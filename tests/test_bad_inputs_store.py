@@ -438,3 +438,10 @@ def test_noisy_accuracy_counts_nonfinite_outputs_as_wrong():
     net.i = 0
     with pytest.raises(FloatingPointError, match="1 of 4 samples"):
         noisy_accuracy(net, batches, "none", 0, seed=0, nonfinite="raise")
+
+
+def test_config_with_numpy_and_tensor_values_resumes(tmp_path):
+    ResultStore(tmp_path, {"lr": np.float64(0.001), "n": torch.tensor(3), "root": Path("/data")}).add({"k": 1}, {})
+    cfg = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert cfg == {"lr": 0.001, "n": 3, "root": "/data"}
+    assert ResultStore(tmp_path, {"lr": 0.001, "n": 3, "root": "/data"}).done({"k": 1})
