@@ -67,6 +67,7 @@ CASES = {
     "Linear": (lambda: nn.Linear(6, 4), lambda: _spikes(B, 6), _call),
     "Conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), lambda: _spikes(B, 3, 8), _call),
     "Conv2d": (lambda: nn.Conv2d(2, 3, 3, padding=1), lambda: _spikes(B, 2, 5, 5), _call),
+    "Conv3d": (lambda: nn.Conv3d(2, 3, 2, padding=1), lambda: _spikes(B, 2, 3, 4, 4), _call),
     "RNN": (lambda: nn.RNN(5, 4, num_layers=2, bidirectional=True), lambda: torch.randn(T, B, 5), _rnn),
     "GRU": (lambda: nn.GRU(5, 4, batch_first=True), lambda: torch.randn(B, T, 5), _rnn),
     "LSTM": (lambda: nn.LSTM(5, 4, num_layers=2), lambda: _spikes(T, B, 5), _rnn),
@@ -130,13 +131,14 @@ def test_every_weight_is_noisy(case):
 
 
 def test_unknown_weight_module_raises_and_names_it():
-    model = nn.Sequential(nn.Linear(3, 4), nn.Embedding(4, 3), nn.Sequential(nn.Conv3d(2, 2, 1)))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Embedding(4, 3), nn.Sequential(nn.ConvTranspose2d(2, 2, 1)))
     with pytest.raises(ValueError) as err:
         sn.convert(model)
     msg = str(err.value)
     assert "1.weight" in msg and "Embedding" in msg and "2.0.weight" in msg and "keep_clean" in msg
     net = sn.convert(model, keep_clean=["1", "2"])
-    assert isinstance(net[0], sn.NoisyLinear) and type(net[1]) is nn.Embedding and type(net[2][0]) is nn.Conv3d
+    assert isinstance(net[0], sn.NoisyLinear) and type(net[1]) is nn.Embedding
+    assert type(net[2][0]) is nn.ConvTranspose2d
     with pytest.raises(ValueError, match="keep_clean"):
         sn.convert(model, keep_clean=["nope"])
 
@@ -219,3 +221,22 @@ def test_norse_autapse_free_cell_keeps_zero_diagonal_through_training():
     sn.new_inference(net)
     net(torch.ones(2, 3))
     assert torch.all(net.recurrent_weights.weight.diagonal() == 0)
+
+
+def test_conv3d_per_spike_reads_are_exact_or_refused():
+    """Dynamic per-spike Conv3d: the exact sampler's per-output variance matches n reads of each
+    stored level; cases that would need the (2-d only) brute sampler raise."""
+    from spikenoise.synapse import NoisyConv3d
+    torch.manual_seed(0)
+    em = sn.MultiLevelNVM.noise_level(2)
+    conv = NoisyConv3d(1, 1, 1, bias=False, error_model=em, errors="dynamic", reads="spike", learn_scale=False)
+    with torch.no_grad():
+        conv.weight.fill_(-1.0)
+        conv.scale.fill_(1.0)
+    v = float(em.read_moments(torch.tensor([-1.0]))[1])
+    x = torch.full((4000, 1, 1, 1, 1), 3.0)  # three spikes on one cell: three independent reads
+    with torch.no_grad():
+        y = conv(x)
+    assert float(y.var()) == pytest.approx(3 * v, rel=0.08)
+    with pytest.raises(ValueError, match="brute"):
+        conv(x * 0.5)  # graded input

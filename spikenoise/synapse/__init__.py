@@ -6,7 +6,7 @@
 * :mod:`.sampling`: the per-spike samplers (exact, brute, gaussian) as functions.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
-* :mod:`.conv1d`: ``NoisyConv1d``; :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM``.
+* :mod:`.conv1d`, :mod:`.conv3d`: ``NoisyConv1d``, ``NoisyConv3d``; :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM``.
 * :mod:`.snn_libraries`: snnTorch one-to-one weights (``NoisyElementwise``) and Norse cell
   weights (``NoisyLinearWeight``).
 * :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
@@ -23,6 +23,7 @@ from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_i
 from .chips import (LEVELS, box_stats, calibrate_adc_ranges, calibrate_input_ranges, fill_range, level_settings,
                     programmed)
 from .conv1d import NoisyConv1d
+from .conv3d import NoisyConv3d
 from .convert import analog_layers, convert, set_analog, tile
 from .faults import (BiasFlips, FlipActivations, activation_flips, calibrate_activations, insert_activation_flips,
                      requantize, set_activation_flips)
@@ -38,5 +39,5 @@ __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "Binary
            "ADC_RANGE", "adc", "dac", "tiled_matmul", "array_count", "tile", "set_analog", "analog_layers",
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",
            "level_settings", "LEVELS", "BiasFlips", "requantize", "FlipActivations", "insert_activation_flips",
-           "set_activation_flips", "calibrate_activations", "activation_flips", "NoisyConv1d", "NoisyRNN", "NoisyGRU",
+           "set_activation_flips", "calibrate_activations", "activation_flips", "NoisyConv1d", "NoisyConv3d", "NoisyRNN", "NoisyGRU",
            "NoisyLSTM", "NoisyElementwise", "NoisyLinearWeight", "summary", "SynapseTable", "unmapped_parameters"]

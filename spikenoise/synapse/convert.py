@@ -17,6 +17,7 @@ from ..noise.base import ErrorModel
 from ..noise.nvm import MultiLevelNVM
 from .base import ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, new_inference, synapses
 from .conv1d import NoisyConv1d
+from .conv3d import NoisyConv3d
 from .layers import NoisyConv2d, NoisyLinear
 from .mapping import WeightMapping
 from .recurrent import NoisyGRU, NoisyLSTM, NoisyRNN
@@ -121,6 +122,7 @@ def convert_factories(mapping: WeightMapping) -> dict[type, Factory]:
         nn.Linear: linear,
         nn.Conv2d: conv2d,
         nn.Conv1d: lambda old: NoisyConv1d.from_torch(old, mapping),
+        nn.Conv3d: lambda old: NoisyConv3d.from_torch(old, mapping),
         nn.RNN: lambda old: NoisyRNN.from_torch(old, mapping),
         nn.GRU: lambda old: NoisyGRU.from_torch(old, mapping),
         nn.LSTM: lambda old: NoisyLSTM.from_torch(old, mapping),
@@ -154,7 +156,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
             keep_clean: list[str] | tuple[str, ...] = ()) -> nn.Module:
     """Put every synaptic weight of ``model`` into noisy NVM synapses.
 
-    Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` (every
+    Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` (every
     gate matrix), snnTorch's ``RLeaky``/``RSynaptic`` recurrent weights (all-to-all and
     one-to-one) and Norse's weight-owning cells (``input_weights``/``recurrent_weights``). Nothing
     is skipped silently: a floating-point parameter left outside a noisy synapse (other than
@@ -193,7 +195,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
                  for cls, make in convert_factories(mapping).items()}
     model = replace_layers(model, factories)
     if not any(True for _ in synapses(model)):
-        raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d/2d, nn.RNN/GRU/LSTM, snnTorch "
+        raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d/2d/3d, nn.RNN/GRU/LSTM, snnTorch "
                          "RLeaky/RSynaptic or Norse cell with weights to convert")
     missing = unmapped_parameters(model, keep)
     if missing:
