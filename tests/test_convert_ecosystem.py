@@ -240,3 +240,9 @@ def test_conv3d_per_spike_reads_are_exact_or_refused():
     assert float(y.var()) == pytest.approx(3 * v, rel=0.08)
     with pytest.raises(ValueError, match="brute"):
         conv(x * 0.5)  # graded input
+
+
+@pytest.mark.parametrize("make", [lambda: snn.SLSTM(4, 3), lambda: snn.LeakyParallel(4, 3)])
+def test_snntorch_neurons_with_unmappable_weights_are_reported(make):
+    with pytest.raises(ValueError, match="weight_ih"):
+        sn.convert(nn.Sequential(nn.Linear(2, 4), make()))

@@ -194,10 +194,10 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
     factories = {cls: (lambda make: lambda old: old if id(old) in kept else make(old))(make)
                  for cls, make in convert_factories(mapping).items()}
     model = replace_layers(model, factories)
-    if not any(True for _ in synapses(model)):
+    missing = unmapped_parameters(model, keep)
+    if not missing and not any(True for _ in synapses(model)):
         raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d/2d/3d, nn.RNN/GRU/LSTM, snnTorch "
                          "RLeaky/RSynaptic or Norse cell with weights to convert")
-    missing = unmapped_parameters(model, keep)
     if missing:
         raise ValueError(
             f"convert could not put {len(missing)} weight parameter(s) of {type(model).__name__} into noisy "

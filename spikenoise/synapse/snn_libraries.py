@@ -169,6 +169,11 @@ def snntorch_factories(mapping: WeightMapping, convert_children: Callable[[nn.Mo
         return old
 
     out: dict[type, Callable[[nn.Module], nn.Module]] = {c: neuron for c in (snntorch.RLeaky, snntorch.RSynaptic)}
+    # LeakyParallel runs its leak (beta on the diagonal of an nn.RNN's weight_hh) and its input
+    # weights inside one nn.RNN: converting that RNN would put the leak into NVM and drop the
+    # diagonal mask, so it is left as is and its weights are reported by convert
+    if hasattr(snntorch, "LeakyParallel"):
+        out[snntorch.LeakyParallel] = lambda old: old
     out.update({c: (lambda old: NoisyElementwise.from_snntorch(old, mapping)) for c in one_to_one})
     return out
 
