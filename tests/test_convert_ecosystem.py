@@ -246,3 +246,31 @@ def test_conv3d_per_spike_reads_are_exact_or_refused():
 def test_snntorch_neurons_with_unmappable_weights_are_reported(make):
     with pytest.raises(ValueError, match="weight_ih"):
         sn.convert(nn.Sequential(nn.Linear(2, 4), make()))
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_noisy_lstm_takes_initial_state_and_unbatched_input_like_torch(batched):
+    torch.manual_seed(0)
+    em = sn.MultiLevelNVM.noise_level(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    ref = _quantized_reference(safe_deepcopy(lstm), em)
+    net = sn.convert(lstm, em, errors="none")
+    x = torch.randn(2, 5, 3) if batched else torch.randn(5, 3)
+    shape = (4, 2, 4) if batched else (4, 4)
+    hx = (torch.randn(shape), torch.randn(shape))
+    with torch.no_grad():
+        out, (h, c) = net(x, hx)
+        out_r, (h_r, c_r) = ref(x, hx)
+    for a, b in ((out, out_r), (h, h_r), (c, c_r)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="hx"):
+        net(x, (hx[0][:2], hx[1][:2]))
+
+
+def test_frozen_weights_stay_frozen():
+    net = sn.convert(snn.RLeaky(beta=0.9, linear_features=4, learn_recurrent=False))
+    assert not net.recurrent.weight.requires_grad and not net.recurrent.bias.requires_grad
+    one = sn.convert(snn.RLeaky(beta=0.9, all_to_all=False, V=torch.rand(4), learn_recurrent=False))
+    assert not one.recurrent.weight.requires_grad
+    lin = nn.Linear(2, 2)
+    assert sn.convert(lin).weight.requires_grad

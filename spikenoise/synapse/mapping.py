@@ -38,7 +38,8 @@ class WeightMapping:
     @torch.no_grad()
     def fill(self, new: NoisySynapse, weight: torch.Tensor, bias: torch.Tensor | None = None,
              training: bool = True) -> NoisySynapse:
-        """Set ``new``'s hidden weights from float ``weight`` (reshaped to ``new.weight``'s shape)."""
+        """Set ``new``'s hidden weights from float ``weight`` (reshaped to ``new.weight``'s shape);
+        the new weight and bias are trainable when the old ones were."""
         w = weight.detach().reshape(new.weight.shape).to(new.weight.dtype)
         s = self.error_model.fit_scale(w) if self.map_weights else 1.0
         new.weight.copy_(w / s)
@@ -47,5 +48,8 @@ class WeightMapping:
             if bias is None:
                 raise ValueError(f"{type(new).__name__} has a bias but the converted weight has none")
             new.bias.copy_(bias.detach())
+            new.bias.requires_grad_(bias.requires_grad)
+        # a frozen weight (snnTorch learn_recurrent=False, a buffer) stays frozen
+        new.weight.requires_grad_(weight.requires_grad)
         new.train(training)
         return new
