@@ -6,7 +6,9 @@
 * :mod:`.sampling`: the per-spike samplers (exact, brute, gaussian) as functions.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
-* :mod:`.conv1d`, :mod:`.conv3d`: ``NoisyConv1d``, ``NoisyConv3d``; :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM``.
+* :mod:`.dtypes`: accepted input dtypes (integer/bool spikes, float16/bfloat16) and compute dtype.
+* :mod:`.conv1d`, :mod:`.conv3d`: ``NoisyConv1d``, ``NoisyConv3d``.
+* :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM`` (a noisy synapse per gate matrix).
 * :mod:`.snn_libraries`: snnTorch one-to-one weights (``NoisyElementwise``) and Norse cell
   weights (``NoisyLinearWeight``).
 * :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
@@ -15,8 +17,8 @@
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
-Import order inside: base -> sampling -> layers -> analog -> tiled -> convert -> chips; faults
-needs base only. Nothing here imports training, evaluation, models or studies.
+Import order inside: base -> dtypes -> sampling -> layers -> analog -> tiled; mapping -> conv1d,
+conv3d, recurrent, snn_libraries -> summary -> convert -> chips; faults needs base only. Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
 from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
