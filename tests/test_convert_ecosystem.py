@@ -54,6 +54,22 @@ def _rnn(model, xs):
     return torch.cat([out.flatten(), (h[0] if isinstance(h, tuple) else h).flatten()])
 
 
+def _torch_cell(model, xs):
+    def step(m, x, s):
+        s = m(x, s)
+        return (torch.cat(s, -1) if isinstance(s, tuple) else s), s
+    return _steps(model, xs, step)
+
+
+def _slstm(model, xs):
+    syn, mem = model.reset_mem()
+    outs = []
+    for x in xs:
+        spk, syn, mem = model(x, syn, mem)
+        outs.append(mem)
+    return torch.stack(outs)
+
+
 def _call(model, xs):
     return model(xs)
 
@@ -71,6 +87,11 @@ CASES = {
     "RNN": (lambda: nn.RNN(5, 4, num_layers=2, bidirectional=True), lambda: torch.randn(T, B, 5), _rnn),
     "GRU": (lambda: nn.GRU(5, 4, batch_first=True), lambda: torch.randn(B, T, 5), _rnn),
     "LSTM": (lambda: nn.LSTM(5, 4, num_layers=2), lambda: _spikes(T, B, 5), _rnn),
+    "GRUCell": (lambda: nn.GRUCell(5, 4), lambda: _spikes(T, B, 5), _torch_cell),
+    "LSTMCell": (lambda: nn.LSTMCell(5, 4), lambda: torch.randn(T, B, 5), _torch_cell),
+    "RNNCell": (lambda: nn.RNNCell(5, 4, nonlinearity="relu"), lambda: torch.randn(T, B, 5), _torch_cell),
+    # snnTorch SLSTM zeroes its state whenever input and hidden sizes differ: keep them equal
+    "SLSTM": (lambda: snn.SLSTM(4, 4, threshold=0.1), lambda: torch.rand(T, B, 4) * 2, _slstm),
     "RLeaky-all": (lambda: snn.RLeaky(beta=0.8, linear_features=5, threshold=0.3),
                    lambda: torch.rand(T, B, 5), _snntorch),
     "RLeaky-one": (lambda: snn.RLeaky(beta=0.8, all_to_all=False, V=torch.rand(5), threshold=0.3),
@@ -242,7 +263,7 @@ def test_conv3d_per_spike_reads_are_exact_or_refused():
         conv(x * 0.5)  # graded input
 
 
-@pytest.mark.parametrize("make", [lambda: snn.SLSTM(4, 3), lambda: snn.LeakyParallel(4, 3)])
+@pytest.mark.parametrize("make", [lambda: snn.LeakyParallel(4, 3)])
 def test_snntorch_neurons_with_unmappable_weights_are_reported(make):
     with pytest.raises(ValueError, match="weight_ih"):
         sn.convert(nn.Sequential(nn.Linear(2, 4), make()))

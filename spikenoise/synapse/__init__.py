@@ -8,7 +8,8 @@
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
 * :mod:`.dtypes`: accepted input dtypes (integer/bool spikes, float16/bfloat16) and compute dtype.
 * :mod:`.conv1d`, :mod:`.conv3d`: ``NoisyConv1d``, ``NoisyConv3d``.
-* :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM`` (a noisy synapse per gate matrix).
+* :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM`` and their cells (a noisy synapse per
+  gate matrix).
 * :mod:`.snn_libraries`: snnTorch one-to-one weights (``NoisyElementwise``) and Norse cell
   weights (``NoisyLinearWeight``).
 * :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
@@ -30,7 +31,7 @@ from .convert import analog_layers, convert, set_analog, tile
 from .faults import (BiasFlips, FlipActivations, activation_flips, calibrate_activations, insert_activation_flips,
                      requantize, set_activation_flips)
 from .layers import BinaryConv2d, BinaryLinear, NoisyConv2d, NoisyLinear
-from .recurrent import NoisyGRU, NoisyLSTM, NoisyRNN
+from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
 from .snn_libraries import NoisyElementwise, NoisyLinearWeight
 from .summary import SynapseTable, summary, unmapped_parameters
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
@@ -42,4 +43,5 @@ __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "Binary
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",
            "level_settings", "LEVELS", "BiasFlips", "requantize", "FlipActivations", "insert_activation_flips",
            "set_activation_flips", "calibrate_activations", "activation_flips", "NoisyConv1d", "NoisyConv3d", "NoisyRNN", "NoisyGRU",
-           "NoisyLSTM", "NoisyElementwise", "NoisyLinearWeight", "summary", "SynapseTable", "unmapped_parameters"]
+           "NoisyLSTM", "NoisyRNNCell", "NoisyGRUCell", "NoisyLSTMCell", "NoisyElementwise", "NoisyLinearWeight",
+           "summary", "SynapseTable", "unmapped_parameters"]

@@ -20,7 +20,7 @@ from .conv1d import NoisyConv1d
 from .conv3d import NoisyConv3d
 from .layers import NoisyConv2d, NoisyLinear
 from .mapping import WeightMapping
-from .recurrent import NoisyGRU, NoisyLSTM, NoisyRNN
+from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
 from .snn_libraries import norse_factories, snntorch_factories
 from .summary import unmapped_parameters
 from .tiled import AnalogSynapse, TiledConv2d, TiledLinear, check_analog_names
@@ -126,6 +126,9 @@ def convert_factories(mapping: WeightMapping) -> dict[type, Factory]:
         nn.RNN: lambda old: NoisyRNN.from_torch(old, mapping),
         nn.GRU: lambda old: NoisyGRU.from_torch(old, mapping),
         nn.LSTM: lambda old: NoisyLSTM.from_torch(old, mapping),
+        nn.RNNCell: lambda old: NoisyRNNCell.from_torch(old, mapping),
+        nn.GRUCell: lambda old: NoisyGRUCell.from_torch(old, mapping),
+        nn.LSTMCell: lambda old: NoisyLSTMCell.from_torch(old, mapping),
     }
     def convert_children(module: nn.Module) -> nn.Module:
         for name, child in list(module.named_children()):
@@ -156,8 +159,8 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
             keep_clean: list[str] | tuple[str, ...] = ()) -> nn.Module:
     """Put every synaptic weight of ``model`` into noisy NVM synapses.
 
-    Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` (every
-    gate matrix), snnTorch's ``RLeaky``/``RSynaptic`` recurrent weights (all-to-all and
+    Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` and
+    their cells (every gate matrix), snnTorch's ``RLeaky``/``RSynaptic`` recurrent weights (all-to-all and
     one-to-one) and Norse's weight-owning cells (``input_weights``/``recurrent_weights``). Nothing
     is skipped silently: a floating-point parameter left outside a noisy synapse (other than
     normalization layers and neuron parameters such as ``beta``; see

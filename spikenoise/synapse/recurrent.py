@@ -1,4 +1,4 @@
-"""Noisy ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``: every gate matrix is a noisy synapse.
+"""Noisy ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` and their cells: every gate matrix is a noisy synapse.
 
 The recurrence runs in Python over time. Per layer and direction, ``W_ih`` (all gates stacked,
 ``(G*H, in)``) and ``W_hh`` (``(G*H, H)``) are each a :class:`NoisyLinear` called once per
@@ -7,7 +7,8 @@ the whole sequence (one inference), a dynamic one is fresh at every step (``read
 every incoming spike/value (``reads="spike"``; the hidden state is graded, so it is one read
 weighted by its value). Gate equations and weight layout are torch's (gates ``r, z, n`` for GRU,
 ``i, f, g, o`` for LSTM), so a converted module with errors off equals the torch module with
-quantized weights.
+quantized weights. The single-step cells (``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell``: one
+call per timestep, e.g. inside snnTorch's ``SLSTM``) read ``W_ih`` and ``W_hh`` once per call.
 """
 from __future__ import annotations
 
@@ -18,9 +19,29 @@ import torch.nn.functional as F
 from .layers import NoisyLinear
 from .mapping import WeightMapping
 
-__all__ = ["NoisyRNN", "NoisyGRU", "NoisyLSTM"]
+__all__ = ["NoisyRNN", "NoisyGRU", "NoisyLSTM", "NoisyRNNCell", "NoisyGRUCell", "NoisyLSTMCell"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
+
+
+def _rnn_step(mode: str, gi, gh, h):
+    return torch.tanh(gi + gh) if mode == "RNN_TANH" else torch.relu(gi + gh)
+
+
+def _gru_step(gi, gh, h):
+    ir, iz, i_n = gi.chunk(3, -1)
+    hr, hz, h_n = gh.chunk(3, -1)
+    r = torch.sigmoid(ir + hr)
+    z = torch.sigmoid(iz + hz)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def _lstm_step(gi, gh, state):
+    h, c = state
+    i, f, g, o = (gi + gh).chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class _NoisyRecurrent(nn.Module):
@@ -144,7 +165,7 @@ class NoisyRNN(_NoisyRecurrent):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **synapse)
 
     def cell(self, gi, gh, h):
-        return torch.tanh(gi + gh) if self.mode == "RNN_TANH" else torch.relu(gi + gh)
+        return _rnn_step(self.mode, gi, gh, h)
 
 
 class NoisyGRU(_NoisyRecurrent):
@@ -153,12 +174,7 @@ class NoisyGRU(_NoisyRecurrent):
     mode = "GRU"
 
     def cell(self, gi, gh, h):
-        ir, iz, i_n = gi.chunk(3, -1)
-        hr, hz, h_n = gh.chunk(3, -1)
-        r = torch.sigmoid(ir + hr)
-        z = torch.sigmoid(iz + hz)
-        n = torch.tanh(i_n + r * h_n)
-        return (1 - z) * n + z * h
+        return _gru_step(gi, gh, h)
 
 
 class NoisyLSTM(_NoisyRecurrent):
@@ -167,7 +183,94 @@ class NoisyLSTM(_NoisyRecurrent):
     mode = "LSTM"
 
     def cell(self, gi, gh, state):
-        h, c = state
-        i, f, g, o = (gi + gh).chunk(4, -1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return _lstm_step(gi, gh, state)
+
+
+class _NoisyCell(nn.Module):
+    """One timestep per call; use :class:`NoisyRNNCell`, :class:`NoisyGRUCell`, :class:`NoisyLSTMCell`."""
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, **synapse):
+        super().__init__()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.ih = NoisyLinear(input_size, self.gates * hidden_size, bias, **synapse)
+        self.hh = NoisyLinear(hidden_size, self.gates * hidden_size, bias, **synapse)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+
+    @classmethod
+    def from_torch(cls, old: nn.RNNCellBase, mapping: WeightMapping) -> "_NoisyCell":
+        """The noisy twin of a trained torch cell (``W_ih``, ``W_hh`` mapped by ``mapping``)."""
+        w = old.weight_ih
+        kw = {"nonlinearity": old.nonlinearity} if isinstance(old, nn.RNNCell) else {}
+        new = cls(old.input_size, old.hidden_size, old.bias, device=w.device, dtype=w.dtype, **kw,
+                  **mapping.synapse_kwargs())
+        for part, mod in (("ih", new.ih), ("hh", new.hh)):
+            mapping.fill(mod, getattr(old, f"weight_{part}"), getattr(old, f"bias_{part}") if old.bias else None,
+                         old.training)
+        new.train(old.training)
+        return new
+
+    def step(self, gi, gh, state):
+        raise NotImplementedError
+
+    def forward(self, input: torch.Tensor, hx=None):
+        """``input`` ``(B, in)`` or ``(in,)``; ``hx`` as the torch cell's (None: zeros)."""
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__} expects input (B, {self.input_size}), got shape "
+                             f"{tuple(input.shape)}")
+        dtype = self.ih.weight.dtype
+        out_dtype = input.dtype if input.is_floating_point() else dtype
+        batched = input.dim() == 2
+        x = input.to(dtype) if batched else input.to(dtype).unsqueeze(0)
+        lstm = self.gates == 4
+        if hx is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            hx = (zeros, zeros) if lstm else zeros
+        elif not batched:
+            hx = tuple(h.unsqueeze(0) for h in hx) if lstm else hx.unsqueeze(0)
+        state = tuple(h.to(dtype) for h in hx) if lstm else hx.to(dtype)
+        h = state[0] if lstm else state
+        if h.shape != (x.shape[0], self.hidden_size):
+            raise ValueError(f"hx must have shape {(x.shape[0], self.hidden_size)}, got {tuple(h.shape)}")
+        out = self.step(self.ih(x), self.hh(h), state)
+        outs = out if lstm else (out,)
+        outs = tuple((o if batched else o.squeeze(0)).to(out_dtype) for o in outs)
+        return outs if lstm else outs[0]
+
+
+class NoisyRNNCell(_NoisyCell):
+    """``nn.RNNCell`` with noisy ``W_ih``/``W_hh`` (synapse options as :class:`NoisyLinear`)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, nonlinearity: str = "tanh",
+                 **synapse):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, **synapse)
+
+    def step(self, gi, gh, h):
+        return _rnn_step("RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU", gi, gh, h)
+
+
+class NoisyGRUCell(_NoisyCell):
+    """``nn.GRUCell`` with noisy ``W_ih``/``W_hh``."""
+
+    gates = 3
+
+    def step(self, gi, gh, h):
+        return _gru_step(gi, gh, h)
+
+
+class NoisyLSTMCell(_NoisyCell):
+    """``nn.LSTMCell`` with noisy ``W_ih``/``W_hh``; returns ``(h, c)``."""
+
+    gates = 4
+
+    def step(self, gi, gh, state):
+        return _lstm_step(gi, gh, state)
