@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import spikenoise as sn
 from spikenoise.synapse.convert import safe_deepcopy
-from spikenoise.synapse.summary import unmapped_parameters
+from spikenoise.synapse.inventory import unmapped_parameters
 
 snn = pytest.importorskip("snntorch")
 with warnings.catch_warnings():

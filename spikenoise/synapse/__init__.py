@@ -14,12 +14,13 @@
   weights (``NoisyLinearWeight``).
 * :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
 * :mod:`.convert`: ``convert`` and ``tile`` (one layer walker), ``set_analog``.
-* :mod:`.summary`: ``summary`` (table of synapses), ``unmapped_parameters``.
+* :mod:`.inventory`: ``summary`` (table of synapses), ``unmapped_parameters``.
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
 Import order inside: base -> dtypes -> sampling -> layers -> analog -> tiled; mapping -> conv1d,
-conv3d, recurrent, snn_libraries -> summary -> convert -> chips; faults needs base only. Nothing here imports training, evaluation, models or studies.
+conv3d, recurrent, snn_libraries -> inventory -> convert -> chips; faults needs base only.
+Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
 from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
@@ -33,7 +34,7 @@ from .faults import (BiasFlips, FlipActivations, activation_flips, calibrate_act
 from .layers import BinaryConv2d, BinaryLinear, NoisyConv2d, NoisyLinear
 from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
 from .snn_libraries import NoisyElementwise, NoisyLinearWeight
-from .summary import SynapseTable, summary, unmapped_parameters
+from .inventory import SynapseTable, summary, unmapped_parameters
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
 
 __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "BinaryConv2d", "convert", "configure",

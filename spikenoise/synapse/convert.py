@@ -22,7 +22,7 @@ from .layers import NoisyConv2d, NoisyLinear
 from .mapping import WeightMapping
 from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
 from .snn_libraries import norse_factories, snntorch_factories
-from .summary import unmapped_parameters
+from .inventory import unmapped_parameters
 from .tiled import AnalogSynapse, TiledConv2d, TiledLinear, check_analog_names
 
 __all__ = ["convert", "tile", "set_analog", "replace_layers", "safe_deepcopy", "analog_layers"]
@@ -164,7 +164,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
     one-to-one) and Norse's weight-owning cells (``input_weights``/``recurrent_weights``). Nothing
     is skipped silently: a floating-point parameter left outside a noisy synapse (other than
     normalization layers and neuron parameters such as ``beta``; see
-    :func:`spikenoise.synapse.summary.unmapped_parameters`) raises ``ValueError`` naming it.
+    :func:`spikenoise.synapse.inventory.unmapped_parameters`) raises ``ValueError`` naming it.
 
     Args:
         model: any PyTorch, snnTorch or Norse model.
