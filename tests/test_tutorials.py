@@ -62,6 +62,8 @@ def test_notebook_is_stored_executed(notebook):
     nbformat = pytest.importorskip("nbformat")
     path = TUTORIALS / f"{notebook}.ipynb"
     assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes; shrink its figures"
+    root = str(TUTORIALS.parent) + "/"
+    assert root not in path.read_text(), f"{path.name} stores this machine's path {root}; store it with execute.py"
     nb = _read(path)
     nbformat.validate(nb)
     counts = []

@@ -5,8 +5,9 @@
 
 Each notebook runs in a fresh temporary working directory on a kernel of *this* interpreter (a
 throw-away kernelspec pointing at ``sys.executable``, so the spikenoise installed here is used
-whatever kernels are registered), without per-cell timing metadata (small, stable diffs). A
-failing cell stops with its traceback and leaves the file unchanged.
+whatever kernels are registered), without per-cell timing metadata (small, stable diffs), and
+with this checkout's absolute path removed from stored text (warnings print file paths). A failing
+cell stops with its traceback and leaves the file unchanged.
 """
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 KERNEL = "spikenoise-tutorial"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scrub(nb) -> None:
+    """Remove this checkout's absolute path from the notebook's text outputs (in place)."""
+    prefix = str(ROOT) + "/"
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = out["text"].replace(prefix, "")
+            for key, value in out.get("data", {}).items():
+                if key.startswith("text/") and isinstance(value, str):
+                    out["data"][key] = value.replace(prefix, "")
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -41,6 +55,7 @@ def execute(path: Path, timeout: int = 600) -> float:
         t0 = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - t0
+    scrub(nb)
     # keep the kernelspec the notebook names for readers, not the throw-away one
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nbformat.write(nb, str(path))
