@@ -431,6 +431,27 @@ class DriftingPCM(ErrorModel):
             self._cache[key] = _CellLaw(self.params, float(g_target), t)
         return self._cache[key]
 
+    def cell_moments(self, g_target: float, t: float | None = None, programmed_only: bool = False) -> tuple[float, float]:
+        """Exact mean and std (uS) of one cell with target ``g_target`` (uS) at ``t`` (default: the model's).
+
+        ``programmed_only``: the programmed conductance ``g_prog`` (no drift, no read noise).
+        """
+        g = float(g_target)
+        if not math.isfinite(g) or g < 0:
+            raise ValueError(f"g_target must be a conductance >= 0 (uS), got {g_target!r}")
+        if programmed_only:
+            s = float(self.params.prog_std(g))
+            if s == 0:
+                return g, 0.0
+            a = g / s
+            pdf = float(_phi(np.array(a)))
+            m1 = g * float(ndtr(a)) + s * pdf
+            m2 = (g * g + s * s) * float(ndtr(a)) + g * s * pdf
+            return m1, math.sqrt(max(m2 - m1 * m1, 0.0))
+        t = self.t if t is None else _check_time(t)
+        m1, m2 = self._law(g, t).moments()
+        return m1, math.sqrt(max(m2 - m1 * m1, 0.0))
+
     def level_mean_uS(self, t: float | None = None) -> np.ndarray:
         """(L,) expected ``G+ - G-`` (uS) of each level at ``t`` (no compensation); exact."""
         t = self.t if t is None else _check_time(t)
@@ -448,14 +469,9 @@ class DriftingPCM(ErrorModel):
         t = self.t if t is None else _check_time(t)
         gp, gm = self.level_targets()
         nz = ~np.isclose(self._values, 0.0)
-        p = self.params
 
         def prog_mean(g: float) -> float:  # E[max(g + s z, 0)]
-            s = float(p.prog_std(g))
-            if s == 0:
-                return max(g, 0.0)
-            a = g / s
-            return float(g * ndtr(a) + s * _phi(np.array(a)))
+            return self.cell_moments(g, programmed_only=True)[0]
 
         ref = np.array([prog_mean(a) - prog_mean(b) for a, b in zip(gp, gm)])
         now = self.level_mean_uS(t)
