@@ -346,6 +346,7 @@ class DriftingPCM(ErrorModel):
         self._values = vals
         self._cache: dict[tuple, Any] = {}
         self._sums = None
+        self._level_reader: MultiLevelNVM | None = None
 
     # -- time ------------------------------------------------------------------------------
     def at(self, t: float) -> "DriftingPCM":
@@ -544,13 +545,31 @@ class DriftingPCM(ErrorModel):
     def fit_scale(self, w: torch.Tensor) -> float:
         return self._grid.fit_scale(w)
 
-    def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sense(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` simulated sensed values ``alpha (G+ - G-) / u`` (digital units), ``(n, *stored.shape)``.
+
+        Draws both cells' full conductance law (:meth:`conductances`).
+        """
         gp, gm = self.conductances(stored, n, generator)
-        x = (gp - gm) * (self.compensation_factor() / self.unit)
+        return ((gp - gm) * (self.compensation_factor() / self.unit)).to(stored.dtype)
+
+    def decide(self, sensed: torch.Tensor) -> torch.Tensor:
+        """The level (digital value) a sensed value is decided to (nearest level)."""
+        vals = torch.as_tensor(self._values, dtype=sensed.dtype, device=sensed.device)
+        return vals[self._grid.level_index(sensed)]
+
+    def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` reads: ``sense`` (analog readout) or its decided level (level readout).
+
+        For the level readout the decided level is drawn from the exact confusion matrix: the
+        same law as ``decide(sense(...))`` (tests check it), one uniform per read instead of six
+        normals, which matters for per-timestep and per-spike reads.
+        """
         if self.readout == "analog":
-            return x.to(stored.dtype)
-        vals = torch.as_tensor(self._values, dtype=stored.dtype, device=stored.device)
-        return vals[self._grid.level_index(x)]
+            return self.sense(stored, n, generator)
+        if self._level_reader is None:
+            self._level_reader = MultiLevelNVM.from_confusion(self.confusion, values=self._values.tolist())
+        return self._level_reader.read(stored, n, generator)
 
     @property
     def noiseless(self) -> bool:
