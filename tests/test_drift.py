@@ -189,3 +189,27 @@ def test_matches_recorded_aihwkit_statistics():
     nodrift = sn.DriftingPCM(0, sn.PCMParams(drift_scale=0.0))
     r = next(r for r in doc["rows"] if r["g_target_uS"] == 25.0 and r["time"] == "1 day")
     assert abs(nodrift.cell_moments(25.0, DAY)[0] - r["aihwkit_mean"]) > 100 * r["aihwkit_se_mean"]
+
+
+def test_drift_cli_tiny(tmp_path):
+    from spikenoise.cli import main
+
+    out = tmp_path / "drift"
+    assert main(["drift", "--preset", "tiny", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.startswith("{")]
+    acc = {(r["key"]["condition"], r["key"]["t"]): r["acc"] for r in rows if "acc" in r}
+    clean = acc[("clean", 0.0)]
+    assert clean > 0.4  # the toy task is learned (chance 1/12)
+    # one year of drift without compensation halves every conductance: near chance, far below clean
+    assert acc[("static", YEAR)] < clean - 0.25 and acc[("dynamic", YEAR)] < clean - 0.25
+    # global drift compensation restores most of it; 1 s after programming is close to clean
+    assert acc[("static+comp", YEAR)] > acc[("static", YEAR)] + 0.25
+    assert abs(acc[("static", 1.0)] - clean) < 0.15
+    assert ("aware+comp static", YEAR) in acc and ("aware+comp dynamic", YEAR) in acc
+    table = (out / "table.md").read_text()
+    assert "1 year" in table and "static+comp" in table
+    assert (out / "drift_accuracy.png").stat().st_size > 0 and (out / "drift_confusion.png").stat().st_size > 0
+    # resumable: a second run adds no rows
+    n = len(rows)
+    assert main(["drift", "--preset", "tiny", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert sum(1 for line in (out / "results.jsonl").read_text().splitlines() if line.startswith("{")) == n

@@ -58,6 +58,7 @@ Evaluate a network at time ``t`` with ``spikenoise.configure(net, error_model=pc
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
@@ -294,6 +295,16 @@ class _CellLaw:
         return hi
 
 
+@functools.lru_cache(maxsize=512)
+def _cell_law(params: PCMParams, g_target: float, t: float) -> _CellLaw:
+    """Cached: the study and the engine build many models at the same few times."""
+    return _CellLaw(params, g_target, t)
+
+
+# confusion matrices by (params, values, t, alpha), shared by all models of equal configuration
+_CONFUSIONS: dict[tuple, np.ndarray] = {}
+
+
 def _check_time(t: Any) -> float:
     try:
         v = float(t)
@@ -344,7 +355,6 @@ class DriftingPCM(ErrorModel):
         if not np.any(np.isclose(vals, 0.0)):
             raise ValueError(f"values must contain 0 (a weight is G+ - G-), got {vals.tolist()}")
         self._values = vals
-        self._cache: dict[tuple, Any] = {}
         self._sums = None
         self._level_reader: MultiLevelNVM | None = None
 
@@ -427,10 +437,7 @@ class DriftingPCM(ErrorModel):
 
     # -- compensation and the exact level laws ---------------------------------------------
     def _law(self, g_target: float, t: float) -> _CellLaw:
-        key = ("law", float(g_target), t)
-        if key not in self._cache:
-            self._cache[key] = _CellLaw(self.params, float(g_target), t)
-        return self._cache[key]
+        return _cell_law(self.params, float(g_target), float(t))
 
     def cell_moments(self, g_target: float, t: float | None = None, programmed_only: bool = False) -> tuple[float, float]:
         """Exact mean and std (uS) of one cell with target ``g_target`` (uS) at ``t`` (default: the model's).
@@ -488,9 +495,9 @@ class DriftingPCM(ErrorModel):
         """
         t = _check_time(t)
         alpha = self.compensation_factor(t)
-        key = ("confusion", t, alpha)
-        if key in self._cache:
-            return torch.from_numpy(self._cache[key].copy())
+        key = (self.params, tuple(self._values.tolist()), t, alpha)
+        if key in _CONFUSIONS:
+            return torch.from_numpy(_CONFUSIONS[key].copy())
         gp, gm = self.level_targets()
         L, step, u = self.n_levels, self._grid.step, self.unit
         idle = self._law(0.0, t)
@@ -523,7 +530,9 @@ class DriftingPCM(ErrorModel):
             P[i] = np.diff(cum)
         P = np.clip(P, 0.0, 1.0)
         P /= P.sum(axis=1, keepdims=True)
-        self._cache[key] = P
+        if len(_CONFUSIONS) >= 256:  # bounded: drop the oldest
+            _CONFUSIONS.pop(next(iter(_CONFUSIONS)))
+        _CONFUSIONS[key] = P
         return torch.from_numpy(P.copy())
 
     @property
