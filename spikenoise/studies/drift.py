@@ -188,18 +188,20 @@ def run(cfg: dict[str, Any], out: Path, progress: bool = True) -> ResultStore:
         bar.update(sum(1 for p in plan if p[0] == m) - len(todo))
         if not todo:
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         net = _new_model(m, n_classes, cfg["width"], cfg["seed"])
         agnostic = ck / f"{m}_agnostic.pt"
         fit(net, train_loader, val_loader, epochs=cfg["epochs"], checkpoint=agnostic,
             seed=derive_seed(cfg["seed"], m, "agnostic"), desc=f"train {m}", **hp)
-        train_s = time.perf_counter() - t0
+        train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
         aware_nets: dict[float, Any] = {}
+        ft_cpu: dict[float, float] = {}  # CPU seconds of each fine-tuning
         for (_, cond, t, rep) in todo:
             errors, comp, aware = CONDITIONS.get(cond, ("none", False, False))
             model = net
             if aware:
                 if t not in aware_nets:
+                    c2 = time.process_time()
                     a = _new_model(m, n_classes, cfg["width"], cfg["seed"])
                     load_checkpoint(agnostic, a)
                     finetune(a, train_loader, val_loader, error_model=pcm.at(t).with_options(compensation=True),
@@ -207,14 +209,17 @@ def run(cfg: dict[str, Any], out: Path, progress: bool = True) -> ResultStore:
                              checkpoint=ck / f"{m}_aware_t{t:g}.pt", seed=derive_seed(cfg["seed"], m, "aware", t),
                              desc=f"aware {m} @ {time_label(t)}", **ft)
                     aware_nets[t] = a
+                    ft_cpu[t] = time.process_time() - c2
                 model = aware_nets[t]
             key = _key(m, cond, t, rep)
             seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, rep)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             em = pcm.at(t).with_options(compensation=comp)
             acc = noisy_accuracy(model, test, errors, em, seed)
+            # wall and CPU seconds of this row (aware rows include their fine-tuning when first used)
             store.add(key, {"acc": acc, "eval_seed": seed, "seconds": time.perf_counter() - t1,
-                            "train_seconds": train_s,
+                            "cpu_seconds": time.process_time() - c1, "train_seconds": train_s,
+                            "train_cpu_seconds": train_cpu, "finetune_cpu_seconds": ft_cpu.get(t) if aware else None,
                             "p_correct_mean": float(em.p_correct().mean()) if errors != "none" else 1.0})
             bar.set_postfix(model=m, cond=cond, t=time_label(t), acc=f"{acc:.3f}", refresh=False)
             bar.update(1)
