@@ -653,7 +653,7 @@ def plot_confusion_vs_time(model: DriftingPCM, times: Sequence[float], path, tit
     for ax, comp in zip(axes, (False, True)):
         m = model.with_options(compensation=comp)
         pc = np.array([m.p_correct(t).numpy() for t in ts])
-        for j, v in enumerate(model._values):
+        for j, v in enumerate(model.values.numpy()):
             ax.plot(xs, pc[:, j], marker="o", ms=3, label=f"level {v:+g}")
         ax.set_xscale("log")
         ax.set_xlabel("time since programming (s)")
