@@ -654,7 +654,8 @@ def plot_confusion_vs_time(model: DriftingPCM, times: Sequence[float], path, tit
         m = model.with_options(compensation=comp)
         pc = np.array([m.p_correct(t).numpy() for t in ts])
         for j, v in enumerate(model.values.numpy()):
-            ax.plot(xs, pc[:, j], marker="o", ms=3, label=f"level {v:+g}")
+            # +v and -v have the same law (mirror-image pairs): dashed negatives stay visible
+            ax.plot(xs, pc[:, j], marker="o", ms=3, ls="--" if v < 0 else "-", label=f"level {v:+g}")
         ax.set_xscale("log")
         ax.set_xlabel("time since programming (s)")
         ax.set_title("with global drift compensation" if comp else "no compensation", fontsize=10)
