@@ -68,24 +68,32 @@ def test_leaky_lif_state_dict_matches_lif_and_is_not_registered_globally():
 
 
 def test_spikgru_neuron_equals_the_zoo_layer():
-    """The neuron with the zoo layer's recurrent synapse, fed by the layer's W, is that layer."""
+    """The neuron with the zoo layer's recurrent synapse and surrogate, fed by the layer's W, is
+    that layer: same spikes and same gradients."""
     torch.manual_seed(0)
     model = SRNN(3, sn.MultiLevelNVM.noise_level(2), "static", hidden=(5,), input_shape=(6, 4))
     layer = model.layers[0]
-    neuron = SpikGRU(5, recurrent=layer.U)
+    neuron = SpikGRU(5, recurrent=layer.U, gamma=layer.gamma)
     neuron.alpha = layer.alpha
     x = torch.rand(2, 6, 4) * 4
-    outs = []
+    outs, grads = [], []
     for step in (lambda xt, st: layer(xt, st), lambda xt, st: neuron(layer.W(xt), st)):
         sn.new_inference(model)
+        model.zero_grad()
         torch.manual_seed(2)
         state, spikes = None, []
         for t in range(6):
             s, state = step(x[:, t], state)
             spikes.append(s)
-        outs.append(torch.stack(spikes))
+        out = torch.stack(spikes)
+        (out.sum() + state[1].sum()).backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert outs[0].sum() > 0
     assert torch.equal(outs[0], outs[1])
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        assert torch.equal(grads[0][n], grads[1][n]), n
 
 
 def test_spikgru_in_a_user_network_converts_fully():

@@ -58,7 +58,8 @@ class SpikGRU(nn.Module):
         recurrent: the recurrent synapse ``s_{t-1} -> [U_z s; U_i s]`` ``(B, H) -> (B, 2H)``;
             default ``nn.Linear(H, 2H)`` (``spikenoise.convert`` maps it like any linear layer).
         alpha_init, threshold, gamma, spike_grad: as :func:`spikgru_step`; ``alpha`` is learnable
-            per neuron, clamped to [0, 1].
+            per neuron, clamped to [0, 1]. The zoo's SRNN uses ``gamma = 30``
+            (``spikenoise.models.srnn.SRNN_GAMMA``); the default here is the paper's 10.
 
     ``state = (i, v, s)``, each ``(B, H)``; ``None`` starts from zeros.
     """
