@@ -29,8 +29,8 @@ import argparse
 import contextlib
 import math
 import os
+import sys
 import tempfile
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -156,10 +156,11 @@ class Executor:
     in_process = True
     name = "serial"
 
-    def __init__(self, max_retries: int = 2, threads: int | None = None, progress: bool = True):
+    def __init__(self, max_retries: int = 2, threads: int | None = None, progress: bool = True,
+                 debug: bool = False):
         if max_retries < 0:
             raise StudyError(f"--max-retries must be >= 0, got {max_retries}")
-        self.max_retries, self.threads, self.progress = int(max_retries), threads, progress
+        self.max_retries, self.threads, self.progress, self.debug = int(max_retries), threads, progress, debug
 
     def share(self, obj: Any) -> Any:
         """A handle of a large input used by many tasks (Ray: one copy in the object store)."""
@@ -198,7 +199,8 @@ class Executor:
 
 
 class SerialExecutor(Executor):
-    """Today's behaviour: one task after the other in this process."""
+    """Today's behaviour: one task after the other in this process (``debug``: a failing task's
+    exception propagates at once, with its traceback)."""
 
     def run(self, tasks, on_result, desc="tasks"):
         self._check(tasks)
@@ -219,13 +221,15 @@ class SerialExecutor(Executor):
                     value = _call(t.name, t.fn, t.task_seed(), None, fault, *t.args, **t.kwargs, **deps)
                 except transient as e:
                     if attempt == self.max_retries:
+                        if self.debug:
+                            raise
                         failed[t.name] = _short(e)
                 except StudyError:
                     raise
                 except Exception as e:  # noqa: BLE001 - a task's bug is reported by its name
+                    if self.debug:
+                        raise
                     failed[t.name] = _short(e)
-                    if os.environ.get("SPIKENOISE_DEBUG"):
-                        traceback.print_exc()
                     break
                 else:
                     results[t.name] = value
@@ -251,8 +255,8 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float = 0,
                  max_retries: int = 2, threads: int | None = None, progress: bool = True,
-                 log_to_driver: bool = True):
-        super().__init__(max_retries, threads, progress)
+                 log_to_driver: bool = True, debug: bool = False):
+        super().__init__(max_retries, threads, progress, debug)
         try:
             import ray
         except ImportError:
@@ -317,6 +321,8 @@ class RayExecutor(Executor):
                     blocked[t.name] = dead[0]
                 else:
                     failed[t.name] = _ray_error(e)
+                    if self.debug:  # the remote traceback
+                        print(f"task {t.name!r} failed:\n{e}", file=sys.stderr)
             else:
                 on_result(t, value)
             bar.set_postfix_str(t.name, refresh=False)
@@ -414,7 +420,7 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 def make_executor(args: argparse.Namespace) -> Executor:
     """The executor of ``args`` (validated; a :class:`StudyError` names the bad option)."""
     backend = getattr(args, "backend", "serial") or "serial"
-    progress = getattr(args, "progress", True)
+    progress, debug = getattr(args, "progress", True), bool(getattr(args, "debug", False))
     retries = getattr(args, "max_retries", 2)
     retries = 2 if retries is None else retries
     if retries < 0:
@@ -425,7 +431,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
         for flag, v in (("--address", address), ("--cpus-per-task", cpus), ("--gpus-per-task", gpus)):
             if v is not None:
                 raise StudyError(f"{flag} applies to --backend ray, not serial")
-        return SerialExecutor(retries, getattr(args, "threads", None), progress)
+        return SerialExecutor(retries, getattr(args, "threads", None), progress, debug)
     if backend != "ray":
         raise StudyError(f"unknown --backend {backend!r}; choose one of {list(BACKENDS)}")
     cpus = 1 if cpus is None else cpus
@@ -434,4 +440,4 @@ def make_executor(args: argparse.Namespace) -> Executor:
         raise StudyError(f"--cpus-per-task must be > 0, got {cpus!r}")
     if not (math.isfinite(gpus) and gpus >= 0):
         raise StudyError(f"--gpus-per-task must be >= 0, got {gpus!r}")
-    return RayExecutor(address, cpus, gpus, retries, getattr(args, "threads", None), progress)
+    return RayExecutor(address, cpus, gpus, retries, getattr(args, "threads", None), progress, debug=debug)

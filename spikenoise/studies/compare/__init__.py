@@ -22,7 +22,9 @@ and dynamic NVM errors at noise levels 0-3 (M trainings x N noisy test repetitio
     training state (resumable), per-epoch log, the resolved options.
 
 Re-running the same command resumes: finished trainings are loaded, finished conditions skipped.
-``--fresh`` starts over (deletes what an earlier run wrote there).
+``--fresh`` starts over (deletes what an earlier run wrote there). Trainings and sweep cells are
+tasks of :mod:`spikenoise.studies.executor`: ``--backend ray`` runs them on a Ray cluster, the driver
+writing every output.
 """
 from __future__ import annotations
 
