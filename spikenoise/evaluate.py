@@ -34,7 +34,7 @@ from .synapse import configure, programmed, synapses
 from .train import derive_seed
 
 __all__ = ["accuracy", "accuracy_nonfinite", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition",
-           "sweep", "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
+           "sweep", "sweep_plan", "condition_rows", "network_of", "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
 
 ERROR_TYPES = ("static", "dynamic")
 
@@ -191,6 +191,37 @@ def sweep(get_model: Callable[[Condition], nn.Module], test_data: Iterable, stor
     """
     from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on the loader twice
 
+    plan = sweep_plan(models, seeds, repeats, levels, error_types, aware)
+    total = sum(len(t) for _, t in plan)
+    bar = tqdm(total=total, desc="sweep", disable=not progress, dynamic_ncols=True)
+    for cond, cond_tests in plan:
+        todo = [(e, lv) for e, lv in cond_tests if not store.done({**cond.key(), "errors": e, "level": lv})]
+        bar.update(len(cond_tests) - len(todo))
+        if not todo:
+            continue
+        bar.set_description(f"sweep {cond.model} {cond.training}{cond.train_level or ''} s{cond.seed}")
+        model = get_model(network_of(cond))
+        for key, row in condition_rows(model, test_data, cond, todo, repeats, device):
+            store.add(key, row)
+            if on_row is not None:
+                on_row({"key": key, **row})
+            bar.update(1)
+    bar.close()
+    return store.rows()
+
+
+def network_of(cond: Condition) -> Condition:
+    """The trained network a sweep condition is evaluated on: an aware network "trained at level 0"
+    is the agnostic one."""
+    if cond.training == "aware" and cond.train_level == 0:
+        return Condition(cond.model, "agnostic", 0, cond.seed)
+    return cond
+
+
+def sweep_plan(models: Sequence[str], seeds: Sequence[int], repeats: int, levels: Sequence[int] = (0, 1, 2, 3),
+               error_types: Sequence[str] = ERROR_TYPES,
+               aware: str | int | None = "match") -> list[tuple[Condition, list[tuple[str, int]]]]:
+    """The conditions of :func:`sweep` (validated), each with its ``(error type, noise level)`` tests."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
     for lv in levels:
@@ -210,37 +241,27 @@ def sweep(get_model: Callable[[Condition], nn.Module], test_data: Iterable, stor
             for train_level, test_levels in aware_plan:
                 plan.append((Condition(name, "aware", train_level, int(seed)),
                              [(e, lv) for e in error_types for lv in test_levels]))
-    total = sum(len(t) for _, t in plan)
-    bar = tqdm(total=total, desc="sweep", disable=not progress, dynamic_ncols=True)
-    for cond, cond_tests in plan:
-        todo = [(e, lv) for e, lv in cond_tests if not store.done({**cond.key(), "errors": e, "level": lv})]
-        bar.update(len(cond_tests) - len(todo))
-        if not todo:
-            continue
-        bar.set_description(f"sweep {cond.model} {cond.training}{cond.train_level or ''} s{cond.seed}")
-        # an aware network "trained at level 0" is the agnostic one
-        model = get_model(Condition(cond.model, "agnostic", 0, cond.seed)
-                          if cond.training == "aware" and cond.train_level == 0 else cond)
-        clean: float | None = None
-        for e, lv in todo:
-            key = {**cond.key(), "errors": e, "level": lv}
-            t0 = time.perf_counter()
-            if lv == 0:
-                if clean is None:
-                    clean = noisy_accuracy(model, test_data, "none", MultiLevelNVM.noise_level(0), 0, device)
-                accs, rep_seeds = [clean], []
-            else:
-                em = MultiLevelNVM.noise_level(lv)
-                rep_seeds = [repetition_seed(cond.seed, key, r) for r in range(repeats)]
-                accs = [noisy_accuracy(model, test_data, e, em, s, device) for s in rep_seeds]
-            row = {"accs": accs, "acc": sum(accs) / len(accs), "repeats": len(accs), "rep_seeds": rep_seeds,
-                   "seconds": time.perf_counter() - t0}
-            store.add(key, row)
-            if on_row is not None:
-                on_row({"key": key, **row})
-            bar.update(1)
-    bar.close()
-    return store.rows()
+    return plan
+
+
+def condition_rows(model: nn.Module, test_data: Iterable, cond: Condition, tests: Sequence[tuple[str, int]],
+                   repeats: int, device: str | torch.device | None = None):
+    """Yield ``(key, row)`` of every ``(error type, noise level)`` test of ``cond`` on ``model``
+    (the error-free level 0 is evaluated once and shared by the error types)."""
+    clean: float | None = None
+    for e, lv in tests:
+        key = {**cond.key(), "errors": e, "level": lv}
+        t0 = time.perf_counter()
+        if lv == 0:
+            if clean is None:
+                clean = noisy_accuracy(model, test_data, "none", MultiLevelNVM.noise_level(0), 0, device)
+            accs, rep_seeds = [clean], []
+        else:
+            em = MultiLevelNVM.noise_level(lv)
+            rep_seeds = [repetition_seed(cond.seed, key, r) for r in range(repeats)]
+            accs = [noisy_accuracy(model, test_data, e, em, s, device) for s in rep_seeds]
+        yield key, {"accs": accs, "acc": sum(accs) / len(accs), "repeats": len(accs), "rep_seeds": rep_seeds,
+                    "seconds": time.perf_counter() - t0}
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], seeds: Sequence[int] | None = None,

@@ -114,3 +114,12 @@ def test_quantize_rounds_to_nearest_level_and_clips():
     w = torch.tensor([-9.0, -4.4, -0.6, -0.4, 0.49, 2.51, 7.0])
     assert nvm.quantize(w).tolist() == [-4, -4, -1, 0, 0, 3, 3]
     assert nvm.ste_range() == (-4.5, 3.5)
+
+
+def test_a_subclass_without_its_own_kind_does_not_take_over_loading():
+    class Spy(MultiLevelNVM):  # inherits kind from MultiLevelNVM
+        pass
+
+    rebuilt = error_model_from_config(Spy.noise_level(2).config())
+    assert type(rebuilt) is MultiLevelNVM
+    assert type(error_model_from_config(MultiLevelNVM.noise_level(1).config())) is MultiLevelNVM

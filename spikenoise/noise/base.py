@@ -64,7 +64,9 @@ class ErrorModel:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.kind:
+        # only a class that names its own kind: a subclass that inherits one (a test spy, a user's
+        # variant) must not take over loading the parent's configs and checkpoints
+        if cls.__dict__.get("kind"):
             _REGISTRY[cls.kind] = cls
 
     # -- storage ---------------------------------------------------------------------------

@@ -37,8 +37,9 @@ import torch
 import torch.nn as nn
 
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
+from .executor import add_executor_options, make_executor
 from .scaffold import (StudyError, add_common_options, add_data_options, finish_panels, fsdd_root, open_store,
-                       progress_bar, pyplot, resolve_preset, set_threads)
+                       pyplot, resolve_preset, set_threads)
 
 __all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate"]
 
@@ -90,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--n-train", type=int, help="limit training samples")
     p.add_argument("--n-test", type=int, help="limit test samples")
+    add_executor_options(p)
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,76 +157,141 @@ def _set_level(model: nn.Module, level: int, sigma: float, cfg: dict[str, Any], 
 # ----------------------------------------------------------------------------------------------
 # main
 
-def _train_float(run: SimpleNamespace, ts: int, tseed: int, tr_loader) -> nn.Module:
-    """The floating-point (level 0) model of training seed ``ts`` (checkpointed)."""
+def _train_float(cfg: dict[str, Any], shape: tuple[int, ...], n_classes: int, tensors, ts: int, slot, calib,
+                 progress: bool) -> dict[str, Any]:
+    """Task: the floating-point (level 0) model of training seed ``ts`` (checkpoint in ``slot``), its
+    test accuracy and DAC input ranges (calibrated on ``calib``, kept by every level)."""
+    from spikenoise.evaluate import accuracy
+    from spikenoise.synapse import calibrate_input_ranges
     from spikenoise.train import fit, seed_everything
 
+    tseed = _train_seed(cfg, ts)
+    tr_loader, te_loader = tensor_loaders(*tensors, cfg["batch_size"], tseed)
     seed_everything(tseed)
-    model = build_study_model(run.cfg["model"], run.input_shape, run.n_classes, run.cfg["hidden"])
-    fit(model, tr_loader, None, epochs=run.cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed,
-        checkpoint=run.out / "models" / f"seed{ts}_float.pt", progress=run.progress, desc=f"seed {ts}: float")
-    return model
+    model = build_study_model(cfg["model"], shape, n_classes, cfg["hidden"])
+    with slot.open() as ckpt:
+        fit(model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed, checkpoint=ckpt,
+            progress=progress, desc=f"seed {ts}: float")
+    acc = accuracy(model, te_loader)
+    ranges = calibrate_input_ranges(model, calib)
+    return {"model": model, "checkpoint": slot.payload(), "accuracy": acc, "ranges": ranges}
 
 
-def _fine_tune_chains(run: SimpleNamespace, ts: int, tseed: int, tr_loader, float_model) -> dict:
-    """Per training variation the chain level 1 <- float, 2 <- 1, 3 <- 2 (architecture-aware
-    fine-tuning, checkpointed); returns ``{(level, sigma): model}``."""
+def _fine_tune(cfg: dict[str, Any], tensors, ts: int, level: int, sigma: float, slot, calib, progress: bool,
+               prev: dict[str, Any]) -> dict[str, Any]:
+    """Task: level ``level`` fine-tuned from ``prev`` (the float model or level - 1) with training
+    variation ``sigma`` injected (architecture-aware fine-tuning; checkpoint in ``slot``)."""
     from spikenoise.train import fit
 
-    cfg, out = run.cfg, run.out
-    models: dict[tuple[int, float], nn.Module] = {}
-    for s in cfg["train_sigmas"]:
-        prev = float_model
-        for lv in run.levels_needed:
-            m = _set_level(copy.deepcopy(prev), lv, s, cfg, errors="static" if s > 0 else "none",
-                           draws="batch", calib=run.calib)
-            fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=tseed + lv,
-                checkpoint=out / "models" / f"seed{ts}_level{lv}_train{s:g}.pt", progress=run.progress,
-                desc=f"seed {ts}: level {lv}, train var {s:g}")
-            models[(lv, s)] = m
-            prev = m
-        if (3, s) in models:
-            run.adc_ranges[f"seed{ts}_train{s:g}"] = [l.adc_range for l in models[(3, s)].modules()
-                                                      if getattr(l, "adc_bits", None) is not None]
-    return models
+    tseed = _train_seed(cfg, ts)
+    tr_loader, _ = tensor_loaders(*tensors, cfg["batch_size"], tseed)
+    m = _set_level(copy.deepcopy(prev["model"]), level, sigma, cfg, errors="static" if sigma > 0 else "none",
+                   draws="batch", calib=calib)
+    with slot.open() as ckpt:
+        fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=tseed + level,
+            checkpoint=ckpt, progress=progress, desc=f"seed {ts}: level {level}, train var {sigma:g}")
+    adc = [l.adc_range for l in m.modules() if getattr(l, "adc_bits", None) is not None] if level == 3 else None
+    return {"model": m, "checkpoint": slot.payload(), "adc_ranges": adc}
 
 
-def _deterministic(run: SimpleNamespace, ts: int, float_model, models, te_loader) -> None:
-    """Error-free models of each training level in each inference pipeline (seed 003 Fig. 4)."""
+def _deterministic(cfg: dict[str, Any], tensors, ts: int, levels_needed: list[int], calib,
+                   **trained: dict[str, Any]) -> list[dict[str, Any]]:
+    """Task: error-free models of each training level (``trained["level<t>"]``) in each inference
+    pipeline (seed 003 Fig. 4)."""
     from spikenoise.evaluate import accuracy
     from spikenoise.synapse import set_analog
 
-    s0 = min(run.cfg["train_sigmas"], key=abs)
-    trained = {0: float_model, **{lv: models[(lv, s0)] for lv in run.levels_needed if (lv, s0) in models}}
-    for t, m in trained.items():
-        for p in [0] + run.levels_needed:
-            mm = _set_level(copy.deepcopy(m), p, 0.0, run.cfg, errors="none", calib=None if t == 3 else run.calib)
+    _, te_loader = tensor_loaders(*tensors, cfg["batch_size"], _train_seed(cfg, ts))
+    det = []
+    for name, net in trained.items():
+        t = int(name[len("level"):])
+        for p in [0] + levels_needed:
+            mm = _set_level(copy.deepcopy(net["model"]), p, 0.0, cfg, errors="none", calib=None if t == 3 else calib)
             if p == 0:
                 set_analog(mm, input_range=None)
-            run.det.append({"train_seed": ts, "trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
+            det.append({"train_seed": ts, "trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
+    return det
 
 
-def _variation(run: SimpleNamespace, ts: int, tseed: int, models, te_loader) -> None:
-    """Programming variation: many programmed chips per (level, train sigma, test sigma), resumable."""
+def _variation(cfg: dict[str, Any], tensors, key: dict[str, Any], net: dict[str, Any]) -> tuple[dict, dict]:
+    """Task: programming variation: many programmed chips of one (level, train sigma, test sigma, seed)."""
     from spikenoise.evaluate import programming_accuracies
     from spikenoise.synapse import box_stats
 
-    cfg = run.cfg
-    conds = [(lv, s, t) for lv in cfg["levels"] for s in cfg["train_sigmas"] for t in cfg["test_sigmas"]]
-    bar = progress_bar(conds, desc=f"seed {ts}: conditions", enabled=run.progress)
-    for lv, s, t in bar:
-        key = {"level": lv, "train_sigma": s, "test_sigma": t, "train_seed": ts}
-        if run.store.done(key):
-            continue
-        m = _set_level(copy.deepcopy(models[(lv, s)]), lv, t, cfg, errors="static", draws="batch")
-        n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
-        t1 = time.time()
-        accs = programming_accuracies(m, te_loader, n=n, seed=tseed * 1000 + 7)
-        if t == 0:
-            accs = accs * cfg["programmings"]
-        st = box_stats(accs)
-        run.store.add(key, {"accuracies": accs, **st, "seconds": time.time() - t1})
-        bar.set_postfix(level=lv, train=s, test=t, q3=f"{st['q3']:.3f}")
+    lv, t = key["level"], key["test_sigma"]
+    tseed = _train_seed(cfg, key["train_seed"])
+    _, te_loader = tensor_loaders(*tensors, cfg["batch_size"], tseed)
+    m = _set_level(copy.deepcopy(net["model"]), lv, t, cfg, errors="static", draws="batch")
+    n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
+    t1 = time.time()
+    accs = programming_accuracies(m, te_loader, n=n, seed=tseed * 1000 + 7)
+    if t == 0:
+        accs = accs * cfg["programmings"]
+    return key, {"accuracies": accs, **box_stats(accs), "seconds": time.time() - t1}
+
+
+def _train_seed(cfg: dict[str, Any], ts: int) -> int:
+    return cfg["seed"] + 1000 * ts  # data split fixed by --seed; initialization and order by ts
+
+
+def _tasks(run: SimpleNamespace, executor, tensors, shape: tuple[int, ...]):
+    """Per training seed: float training, the fine-tuning chains (level 1 <- float, 2 <- 1, 3 <- 2 per
+    training variation), the deterministic table, the variation cells not stored; and ``on_result``.
+
+    Finished trainings are tasks too: :func:`spikenoise.train.fit` loads their checkpoints at once.
+    """
+    from .executor import CheckpointSlot, Task
+
+    cfg, out = run.cfg, run.out
+    progress = run.progress and executor.in_process
+    tensors, calib = executor.share(tensors), executor.share(run.calib)
+    tasks: list[Task] = []
+    slots: dict[str, CheckpointSlot] = {}
+
+    def slot(name: str, file: str) -> CheckpointSlot:
+        slots[name] = CheckpointSlot.for_executor(out / "models" / file, executor)
+        return slots[name]
+
+    s0 = min(cfg["train_sigmas"], key=abs)
+    for ts in range(cfg["train_seeds"]):
+        fname = f"seed {ts}: float"
+        tasks.append(Task(fname, _train_float, (cfg, shape, run.n_classes, tensors, ts,
+                                                 slot(fname, f"seed{ts}_float.pt"), calib, progress)))
+        chain: dict[tuple[int, float], str] = {}
+        for sg in cfg["train_sigmas"]:
+            prev = fname
+            for lv in run.levels_needed:
+                name = f"seed {ts}: level {lv}, train var {sg:g}"
+                tasks.append(Task(name, _fine_tune, (cfg, tensors, ts, lv, sg,
+                                                     slot(name, f"seed{ts}_level{lv}_train{sg:g}.pt"), calib,
+                                                     progress), deps={"prev": prev}))
+                chain[(lv, sg)] = prev = name
+        deps = {"level0": fname, **{f"level{lv}": chain[(lv, s0)] for lv in run.levels_needed}}
+        tasks.append(Task(f"seed {ts}: deterministic", _deterministic, (cfg, tensors, ts, run.levels_needed, calib),
+                          deps=deps))
+        for lv in cfg["levels"]:
+            for sg in cfg["train_sigmas"]:
+                for t in cfg["test_sigmas"]:
+                    key = {"level": lv, "train_sigma": sg, "test_sigma": t, "train_seed": ts}
+                    if not run.store.done(key):
+                        tasks.append(Task(f"seed {ts}: level {lv}, train var {sg:g}, test var {t:g}", _variation,
+                                          (cfg, tensors, key), deps={"net": chain[(lv, sg)]}))
+
+    def on_result(task, value):
+        if task.name in slots:
+            slots[task.name].commit(value["checkpoint"])
+        if task.fn is _train_float:
+            ts = task.args[4]
+            run.float_accs[ts], run.ranges[ts] = value["accuracy"], value["ranges"]
+        elif task.fn is _fine_tune and value["adc_ranges"] is not None:
+            ts, sg = task.args[2], task.args[4]
+            run.adc_ranges[f"seed{ts}_train{sg:g}"] = value["adc_ranges"]
+        elif task.fn is _deterministic:
+            run.det_by_seed[task.args[2]] = value
+        elif task.fn is _variation:
+            run.store.add(*value)
+
+    return tasks, on_result
 
 
 def _write_outputs(run: SimpleNamespace, info: dict[str, Any]) -> str:
@@ -245,11 +312,13 @@ def _write_outputs(run: SimpleNamespace, info: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run the study; returns 0 on success."""
-    from spikenoise.evaluate import accuracy
-    from spikenoise.synapse import calibrate_input_ranges
-
     cfg = _resolve(args)
     set_threads(args.threads)
+    with make_executor(args) as executor:
+        return _run(args, cfg, executor)
+
+
+def _run(args: argparse.Namespace, cfg: dict[str, Any], executor) -> int:
     out = Path(args.out)
     store = open_store(out, cfg, args.fresh)
     (out / "models").mkdir(exist_ok=True)
@@ -257,19 +326,16 @@ def main(args: argparse.Namespace) -> int:
     train, test, n_classes = load_tensors(cfg["data"], cfg["seed"], cfg.get("root"), cfg.get("n_train"),
                                           cfg.get("n_test"), args.progress)
     run = SimpleNamespace(cfg=cfg, out=out, store=store, progress=args.progress, n_classes=n_classes,
-                          input_shape=tuple(train[0].shape[1:]), det=[], adc_ranges={},
+                          adc_ranges={}, float_accs={}, ranges={}, det_by_seed={},
                           calib=train[0][:512],  # calibration batch of DAC / ADC ranges (training data)
                           levels_needed=[lv for lv in (1, 2, 3) if lv <= max(cfg["levels"])])
-    float_accs, ranges = [], []
-    for ts in range(cfg["train_seeds"]):
-        tseed = cfg["seed"] + 1000 * ts  # data split fixed by --seed; initialization and order by ts
-        tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], tseed)
-        float_model = _train_float(run, ts, tseed, tr_loader)
-        float_accs.append(accuracy(float_model, te_loader))
-        ranges.append(calibrate_input_ranges(float_model, run.calib))  # DAC ranges, shared by all levels
-        models = _fine_tune_chains(run, ts, tseed, tr_loader, float_model)
-        _deterministic(run, ts, float_model, models, te_loader)
-        _variation(run, ts, tseed, models, te_loader)
+    tasks, on_result = _tasks(run, executor, (train, test), tuple(train[0].shape[1:]))
+    executor.run(tasks, on_result, desc="analog")
+    seeds = range(cfg["train_seeds"])
+    run.det = [d for ts in seeds for d in run.det_by_seed[ts]]
+    float_accs, ranges = [run.float_accs[ts] for ts in seeds], [run.ranges[ts] for ts in seeds]
+    order = [f"seed{ts}_train{sg:g}" for ts in seeds for sg in cfg["train_sigmas"]]
+    run.adc_ranges = {k: run.adc_ranges[k] for k in order if k in run.adc_ranges}
     info = {"n_train": len(train[1]), "n_test": len(test[1]), "float_accs": float_accs, "input_ranges": ranges,
             "adc_ranges": run.adc_ranges, "seconds": time.time() - t0}
     print(_write_outputs(run, info) + f" in {time.time() - t0:.0f} s")

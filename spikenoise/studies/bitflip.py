@@ -33,7 +33,6 @@ import json
 import math
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -46,8 +45,9 @@ from ..midpoint import fit_midpoint, log_grid, plot_midpoint
 from ..noise.bitflip import DTYPES, BitFlip
 from ..synapse import (BiasFlips, calibrate_activations, configure, insert_activation_flips, requantize,
                        set_activation_flips, synapses)
-from .scaffold import (StudyError, add_common_options, add_data_options, fsdd_root, open_store, progress_bar,
-                       resolve_preset, set_threads, write_csv)
+from .executor import add_executor_options, make_executor
+from .scaffold import (StudyError, add_common_options, add_data_options, fsdd_root, open_store, resolve_preset,
+                       set_threads, write_csv)
 
 __all__ = ["add_arguments", "main", "parse_mask", "PRESETS", "report", "build"]
 
@@ -192,6 +192,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", choices=("static", "dynamic"), help="weight/bias errors per inference or per read")
     p.add_argument("--floor-margin", type=float,
                    help="stop a condition's sweep once mean accuracy <= 1/K + this (default 0.02; <0: never)")
+    add_executor_options(p)
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,59 +216,107 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def _train(cfg: dict[str, Any], args: argparse.Namespace, data: DataBundle, out: Path) -> nn.Module:
-    """The trained float32 model with batch norm folded (checkpoint ``model.pt``, resumable)."""
+def _train(cfg: dict[str, Any], data: DataBundle, slot, progress: bool) -> dict[str, Any]:
+    """Task: the trained float32 model with batch norm folded (checkpoint in ``slot``, resumable).
+
+    Returns ``model``, ``checkpoint`` (bytes for the driver to write, or None: in place), ``folded``."""
     from ..models.vgg import fold_batchnorm
     from ..train import derive_seed, fit
 
     torch.manual_seed(derive_seed(cfg["seed"], cfg["model"], "init"))  # a reproducible initialization
     model = build(cfg["model"], data, cfg["width"])
-    fit(model, data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
-        checkpoint=out / "model.pt", seed=cfg["seed"], progress=args.progress, desc=f"train {cfg['model']}")
+    with slot.open() as ckpt:
+        fit(model, data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
+            checkpoint=ckpt, seed=cfg["seed"], progress=progress, desc=f"train {cfg['model']}")
     model.eval()
-    cfg["folded_batchnorms"] = fold_batchnorm(model)
-    return model
+    return {"model": model, "checkpoint": slot.payload(), "folded": fold_batchnorm(model)}
 
 
-def _sweep_condition(run: SimpleNamespace, cond: tuple[str, str, str]) -> None:
-    """Every flip probability and repetition of one (dtype, mask, targets) condition not yet stored.
+def _sweep_condition(cfg: dict[str, Any], cond: tuple[str, str, str], stored: dict[str, float], test, calib: list,
+                     eval_batch: int, floor: float, net: dict[str, Any]) -> list[tuple[dict, dict]]:
+    """Task: every flip probability and repetition of one (dtype, mask, targets) condition not in
+    ``stored`` (accuracies by row key); returns the new ``(key, values)`` rows.
 
-    ``run``: ``model, cfg, store, stored`` (rows by key), ``test, calib, eval_batch, floor, bar``.
+    The sweep of a condition stops once its mean accuracy is at chance (``floor``).
     """
     from ..evaluate import repetition_seed
 
     dtype, mask, target = cond
-    cfg, bar = run.cfg, run.bar
     bits = parse_mask(mask, dtype)
     made: _Condition | None = None
     grid = cfg["grid"]
+    rows: list[tuple[dict, dict]] = []
     for ip, p in enumerate(grid):
         accs = []
         for r in range(cfg["repeats"]):
             key = {"dtype": dtype, "mask": mask, "targets": target, "p": float(p), "rep": r}
-            old = run.stored.get(json.dumps(key, sort_keys=True))
-            if old is None:
+            acc = stored.get(json.dumps(key, sort_keys=True))
+            if acc is None:
                 if made is None:
-                    made = _Condition(run.model, dtype, bits, target, cfg["errors"], run.calib)
+                    made = _Condition(net["model"], dtype, bits, target, cfg["errors"], calib)
                 made.set_p(float(p))
                 seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, r)
                 t1 = time.perf_counter()
-                acc, nonfinite = accuracy_nonfinite(made.model, run.test, seed, run.eval_batch)
-                old = {"acc": acc}
-                run.store.add(key, {"acc": acc, "nonfinite": nonfinite, "eval_seed": seed,
-                                "seconds": time.perf_counter() - t1})
-                bar.set_postfix(cond=f"{dtype}/{mask}/{target}", p=f"{p:.1e}", acc=f"{acc:.3f}", refresh=False)
-            accs.append(old["acc"])
-            bar.update(1)
-        if cfg["floor_margin"] >= 0 and ip >= 1 and sum(accs) / len(accs) <= run.floor:
-            # accuracy is at chance: higher probabilities cannot do better; not measured
-            bar.update((len(grid) - ip - 1) * cfg["repeats"])
-            return
+                acc, nonfinite = accuracy_nonfinite(made.model, test, seed, eval_batch)
+                rows.append((key, {"acc": acc, "nonfinite": nonfinite, "eval_seed": seed,
+                                   "seconds": time.perf_counter() - t1}))
+            accs.append(acc)
+        if cfg["floor_margin"] >= 0 and ip >= 1 and sum(accs) / len(accs) <= floor:
+            break  # accuracy is at chance: higher probabilities cannot do better; not measured
+    return rows
+
+
+def _tasks(cfg, data: DataBundle, store, out: Path, conds, executor, progress: bool):
+    """Training (unless finished on disk) and one task per condition; the driver's ``on_result``;
+    the trained network if it was on disk."""
+    from ..train import checkpoint_done
+    from .executor import CheckpointSlot, Task
+
+    ckpt = out / "model.pt"
+    tasks: list[Task] = []
+    net = None
+    if checkpoint_done(ckpt):  # loaded here, as a serial run does
+        net = _train(cfg, data, CheckpointSlot(ckpt, in_place=True), False)
+        kw, deps = {"net": net}, {}
+    else:
+        slot = CheckpointSlot.for_executor(ckpt, executor)
+        tasks.append(Task(f"train {cfg['model']}", _train, (cfg, executor.share(data), slot, progress)))
+        kw, deps = {}, {"net": tasks[0].name}
+    n_w = _n_weights(build(cfg["model"], data, cfg["width"]))
+    eval_batch = max(1, min(256, int(3e7 // max(n_w, 1))))  # per-row static draws: batch x weights values
+    floor = 1.0 / data.num_classes + cfg["floor_margin"]
+    test, calib = executor.share(data.test), executor.share([x for x, _ in list(data.train)[:4]])
+    stored: dict[tuple, dict[str, float]] = {}  # condition -> accuracy by row key
+    for r in store.rows():
+        k = r["key"]
+        stored.setdefault((k["dtype"], k["mask"], k["targets"]), {})[json.dumps(k, sort_keys=True)] = r["acc"]
+    for cond in conds:
+        mine = stored.get(cond, {})
+        if len(mine) == len(cfg["grid"]) * cfg["repeats"]:
+            continue
+        tasks.append(Task(f"sweep {'/'.join(cond)}", _sweep_condition,
+                          (cfg, cond, mine, test, calib, eval_batch, floor), dict(kw), dict(deps)))
+    trained: dict[str, Any] = {"net": net}
+
+    def on_result(task, value):
+        if task.fn is _train:
+            slot.commit(value["checkpoint"])
+            trained["net"] = value
+        else:
+            for key, row in value:
+                store.add(key, row)
+
+    return tasks, on_result, trained, n_w
 
 
 def main(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     cfg = _resolve(args)
+    with make_executor(args) as executor:
+        return _run(args, cfg, executor)
+
+
+def _run(args: argparse.Namespace, cfg: dict[str, Any], executor) -> int:
     data = load_bundle(cfg["data"], cfg["batch_size"], cfg["seed"], cfg["image_size"], args.kws_preset,
                        args.progress, cfg["root"])
     # the store's config: what determines the trained model; conditions live in the row keys
@@ -277,20 +326,13 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     store = open_store(out, run_cfg, args.fresh)
     t0 = time.perf_counter()
-    model = _train(cfg, args, data, out)
-    n_w = _n_weights(model)
     conds = [(d, m, t) for d in cfg["dtypes"] for m in _expand_masks(cfg["masks"], d) for t in cfg["targets"]]
-    run = SimpleNamespace(
-        model=model, cfg=cfg, store=store, stored={json.dumps(r["key"], sort_keys=True): r for r in store.rows()},
-        test=data.test, calib=[x for x, _ in list(data.train)[:4]],
-        eval_batch=max(1, min(256, int(3e7 // max(n_w, 1)))),  # per-row static draws: batch x weights values
-        floor=1.0 / data.num_classes + cfg["floor_margin"],
-        bar=progress_bar(total=len(conds) * len(cfg["grid"]) * cfg["repeats"], desc="bitflip", enabled=args.progress))
-    for cond in conds:
-        _sweep_condition(run, cond)
-    run.bar.close()
+    tasks, on_result, trained, n_w = _tasks(cfg, data, store, out, conds, executor,
+                                            args.progress and executor.in_process)
+    executor.run(tasks, on_result, desc="bitflip")
+    folded = trained["net"]["folded"] if trained["net"] else None
     print(report(store, data.num_classes, out, conds, info={
-        "data": data.info, "model": cfg["model"], "n_weights": n_w, "folded_batchnorms": cfg["folded_batchnorms"],
+        "data": data.info, "model": cfg["model"], "n_weights": n_w, "folded_batchnorms": folded,
         "seconds": time.perf_counter() - t0}))
     return 0
 

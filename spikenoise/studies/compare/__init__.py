@@ -22,7 +22,9 @@ and dynamic NVM errors at noise levels 0-3 (M trainings x N noisy test repetitio
     training state (resumable), per-epoch log, the resolved options.
 
 Re-running the same command resumes: finished trainings are loaded, finished conditions skipped.
-``--fresh`` starts over (deletes what an earlier run wrote there).
+``--fresh`` starts over (deletes what an earlier run wrote there). Trainings and sweep cells are
+tasks of :mod:`spikenoise.studies.executor`: ``--backend ray`` runs them on a Ray cluster, the driver
+writing every output.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ..executor import make_executor
 from ..scaffold import fmt_seconds, open_store, set_threads
 from .options import PRESETS, VISIBLE_PRESETS, WIDTHS, add_arguments, resolve
 
@@ -47,14 +50,20 @@ def _header(cfg, out: Path) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run the study (raises :class:`~spikenoise.studies.scaffold.StudyError` on bad input)."""
-    from spikenoise.evaluate import cache_batches
-
-    from . import figures, protocol
-
     args.progress = getattr(args, "progress", True)
     cfg = resolve(args)
     cfg["progress"] = args.progress
     t_start, cpu_start = time.perf_counter(), time.process_time()
+    with make_executor(args) as executor:  # Ray starts here (or joins --address)
+        t_ray = time.perf_counter() - t_start
+        return _run(args, cfg, executor, t_start, cpu_start, t_ray)
+
+
+def _run(args, cfg, executor, t_start: float, cpu_start: float, t_ray: float) -> int:
+    from spikenoise.evaluate import cache_batches
+
+    from . import figures, protocol
+
     set_threads(cfg["threads"])
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +80,10 @@ def main(args: argparse.Namespace) -> int:
     # evaluation in larger batches (per-call overhead of the recurrent models); results do not depend on it
     test_batches = cache_batches(protocol.loaders(data, max(cfg["batch_size"], 128), 0)[2])
     t0 = time.perf_counter()
-    rows = protocol.run_sweep(trainer, store, test_batches, cfg)
-    t_sweep = time.perf_counter() - t0 - trainer.seconds
+    rows = protocol.run_sweep(executor, trainer, store, test_batches, cfg)
+    t_tasks = time.perf_counter() - t0
+    # serial: trainings and evaluation add up; ray: they overlap (trainer.seconds is summed over workers)
+    t_sweep = t_tasks - trainer.seconds if executor.in_process else t_tasks
 
     summary = protocol.summarize_run(rows, cfg)
     print("\n" + figures.write_tables(summary, store, out, cfg))
@@ -81,7 +92,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {missing} checkpoint(s) missing in {trainer.ckdir}; Fig. 3 plots use the others")
     for line in figures.write_model_costs(trainer, cfg, test_batches[0][0][:32], out):
         print(line)
-    print(f"\nwall time {fmt_seconds(time.perf_counter() - t_start)} (data {fmt_seconds(t_data)}, training "
-          f"{fmt_seconds(trainer.seconds)}, noisy evaluation {fmt_seconds(t_sweep)}), CPU time "
+    timing = (f"training {fmt_seconds(trainer.seconds)}, noisy evaluation {fmt_seconds(t_sweep)}" if executor.in_process
+              else f"starting Ray {fmt_seconds(t_ray)}, Ray tasks {fmt_seconds(t_sweep)} of which training "
+                   f"{fmt_seconds(trainer.seconds)} summed over workers")
+    print(f"\nwall time {fmt_seconds(time.perf_counter() - t_start)} (data {fmt_seconds(t_data)}, {timing}), CPU time "
           f"{fmt_seconds(time.process_time() - cpu_start)} on {torch.get_num_threads()} thread(s); results in {out}/")
     return 0

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from spikenoise.models import WIDTHS
+
+from ..executor import add_executor_options
 from ..scaffold import StudyError, add_common_options, add_data_options, resolve_preset
 
 __all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "DATA_SOURCES", "DEFAULT_MODELS", "add_arguments", "resolve"]
@@ -97,6 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="training batch size")
     g.add_argument("--lr", type=float, help="learning rate of everything but the synapse weights")
     g.add_argument("--weight-lr", type=float, help="learning rate of the hidden synapse weights")
+    add_executor_options(p)
 
 
 def _check_sizes(cfg: dict[str, Any], args: argparse.Namespace) -> None:

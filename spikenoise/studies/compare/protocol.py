@@ -1,6 +1,7 @@
 """``spikenoise compare`` protocol: data, training (resumable checkpoints), the noisy sweep, result rows."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -12,8 +13,8 @@ import torch
 
 from ..scaffold import ENVIRONMENT, StudyError
 
-__all__ = ["load_data", "loaders", "remove_outputs", "store_config", "aware_levels", "Trainer", "run_sweep",
-           "summarize_run", "OUTPUTS"]
+__all__ = ["load_data", "loaders", "remove_outputs", "store_config", "aware_levels", "Trainer", "new_model",
+           "train_network", "evaluate_cell", "sweep_tasks", "run_sweep", "summarize_run", "OUTPUTS"]
 
 #: files a run writes in its output folder (``--fresh`` removes them, and ``checkpoints/``)
 OUTPUTS = ("results.jsonl", "results.csv", "config.json", "summary.csv", "table.txt", "accuracy.png",
@@ -77,75 +78,189 @@ def aware_levels(cfg: dict[str, Any]) -> list[int]:
 
 
 class Trainer:
-    """Builds, trains or loads the networks of one run (checkpoints in ``out/checkpoints``)."""
+    """Paths, new networks and the time spent training of one run (checkpoints in ``out/checkpoints``)."""
 
     def __init__(self, cfg: dict[str, Any], out: Path, data, device: torch.device):
         self.cfg, self.data, self.device = cfg, data, device
         self.n_classes = len(data.classes)
         self.ckdir = out / "checkpoints"
         self.log_path = out / "train_log.jsonl"
-        self.seconds = 0.0  # spent training (or loading)
+        self.seconds = 0.0  # spent training (or loading), summed over tasks
 
     def checkpoint(self, name: str, train_level: int, seed: int) -> Path:
         tag = "agnostic" if train_level == 0 else f"aware{train_level}"
         return self.ckdir / f"{name}_{tag}_s{seed}.pt"
 
     def new_model(self, name: str, seed: int):
-        from spikenoise.models import build_model
-        from spikenoise.train import derive_seed
+        return new_model(self.cfg, self.n_classes, name, seed, self.device)
 
-        torch.manual_seed(derive_seed(seed, name, "init"))
-        return build_model(name, n_classes=self.n_classes, **self.cfg["model_kwargs"].get(name, {})).to(self.device)
+    def load(self, name: str, train_level: int, seed: int):
+        """The finished network of a checkpoint on disk (written with this run's options)."""
+        from spikenoise.train import load_checkpoint
 
-    def _logger(self, name: str, seed: int, tag: str):
-        def log(rec):
-            with open(self.log_path, "a") as fh:
+        m = self.new_model(name, seed)
+        path = self.checkpoint(name, train_level, seed)
+        ckpt = load_checkpoint(path, m, map_location=self.device)
+        hp = train_hparams(self.cfg, name, train_level, seed)
+        if {k: ckpt["hparams"].get(k) for k in hp} != hp:
+            raise StudyError(f"checkpoint {path} was written with {ckpt['hparams']}, not {hp} (it is from other "
+                             "options; pass --fresh)")
+        return m.eval()
+
+    def log(self, name: str, seed: int, tag: str, records) -> None:
+        """Append per-epoch records to ``train_log.jsonl`` (the driver, for trainings run elsewhere)."""
+        with open(self.log_path, "a") as fh:
+            for rec in records:
                 fh.write(json.dumps({"model": name, "training": tag, "seed": seed, **rec}) + "\n")
-        return log
-
-    def train(self, name: str, train_level: int, seed: int):
-        """Trained network (agnostic, or aware at ``train_level``); trains only what is not on disk."""
-        from spikenoise.noise.nvm import MultiLevelNVM
-        from spikenoise.train import derive_seed, finetune, fit
-
-        cfg, t = self.cfg, time.perf_counter()
-        train_loader, val_loader, _ = loaders(self.data, cfg["batch_size"], seed)
-        model = self.new_model(name, seed)
-        hp = dict(lr=cfg["lr"], weight_lr=cfg["weight_lr"], progress=cfg["progress"])
-        ft = cfg["finetune_lr_scale"]
-        hp_ft = dict(hp, lr=cfg["lr"] * ft, weight_lr=cfg["weight_lr"] * ft)
-        aware_ckpt = self.checkpoint(name, train_level, seed) if train_level else None
-        if aware_ckpt is None or not aware_ckpt.exists():
-            fit(model, train_loader, val_loader, epochs=cfg["epochs"], checkpoint=self.checkpoint(name, 0, seed),
-                seed=derive_seed(seed, name, "agnostic"), log=self._logger(name, seed, "agnostic"),
-                desc=f"train {name} agnostic s{seed}", **hp)
-        if train_level:
-            finetune(model, train_loader, val_loader, error_model=MultiLevelNVM.noise_level(train_level),
-                     errors="static", epochs=cfg["finetune_epochs"], checkpoint=aware_ckpt,
-                     seed=derive_seed(seed, name, "aware", train_level),
-                     log=self._logger(name, seed, f"aware{train_level}"),
-                     desc=f"train {name} aware{train_level} s{seed}", **hp_ft)
-        self.seconds += time.perf_counter() - t
-        return model
-
-    def model_for(self, cond):
-        """The network a sweep :class:`~spikenoise.evaluate.Condition` is evaluated on."""
-        return self.train(cond.model, cond.train_level if cond.training == "aware" else 0, cond.seed)
 
 
-def run_sweep(trainer: Trainer, store, test_batches, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every (model, training, seed, errors, level) row, resumed from ``store``."""
-    from spikenoise.evaluate import sweep
+def new_model(cfg: dict[str, Any], n_classes: int, name: str, seed: int, device):
+    """An untrained network, initialized from ``(seed, name)``."""
+    from spikenoise.models import build_model
+    from spikenoise.train import derive_seed
 
-    aware = None if cfg["aware"] == "none" else ("match" if cfg["aware"] == "each" else int(cfg["aware"]))
+    torch.manual_seed(derive_seed(seed, name, "init"))
+    return build_model(name, n_classes=n_classes, **cfg["model_kwargs"].get(name, {})).to(device)
+
+
+def train_hparams(cfg: dict[str, Any], name: str, train_level: int, seed: int) -> dict[str, Any]:
+    """Epochs, learning rates and seed of a training (as :func:`spikenoise.train.fit` records them)."""
+    from spikenoise.train import derive_seed
+
+    if train_level == 0:
+        return {"epochs": cfg["epochs"], "lr": float(cfg["lr"]), "weight_lr": float(cfg["weight_lr"]),
+                "seed": derive_seed(seed, name, "agnostic")}
+    ft = cfg["finetune_lr_scale"]
+    return {"epochs": cfg["finetune_epochs"], "lr": float(cfg["lr"] * ft), "weight_lr": float(cfg["weight_lr"] * ft),
+            "seed": derive_seed(seed, name, "aware", train_level)}
+
+
+def _epoch_logger(path: Path, name: str, seed: int, tag: str):
+    def log(rec):
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"model": name, "training": tag, "seed": seed, **rec}) + "\n")
+    return log
+
+
+def train_network(cfg: dict[str, Any], data, name: str, train_level: int, seed: int, device: str, progress: bool,
+                  slot, log_path: Path | None, init=None) -> dict[str, Any]:
+    """One training task: error-agnostic (``train_level`` 0) or error-aware fine-tuning from ``init``
+    (the agnostic task's result). Returns ``model``, ``checkpoint`` (bytes for the driver to write, or
+    None: written in place), ``history``, ``seconds``. ``log_path``: per-epoch log in place (else the
+    driver logs the history)."""
+    from spikenoise.noise.nvm import MultiLevelNVM
+    from spikenoise.train import finetune, fit
+
+    t, dev = time.perf_counter(), torch.device(device)
+    train_loader, val_loader, _ = loaders(data, cfg["batch_size"], seed)
+    model = new_model(cfg, len(data.classes), name, seed, dev)
+    tag = "agnostic" if train_level == 0 else f"aware{train_level}"
+    hp = dict(train_hparams(cfg, name, train_level, seed), progress=progress, desc=f"train {name} {tag} s{seed}",
+              log=_epoch_logger(log_path, name, seed, tag) if log_path is not None else None)
+    with slot.open() as ckpt, _options_changed(slot.path):
+        if train_level == 0:
+            history = fit(model, train_loader, val_loader, checkpoint=ckpt, **hp)
+        else:
+            model.load_state_dict(init["model"].state_dict())
+            history = finetune(model, train_loader, val_loader, error_model=MultiLevelNVM.noise_level(train_level),
+                               errors="static", checkpoint=ckpt, **hp)
+    return {"model": model.eval(), "checkpoint": slot.payload(), "history": history,
+            "seconds": time.perf_counter() - t}
+
+
+@contextlib.contextmanager
+def _options_changed(path: Path):
     try:
-        return sweep(trainer.model_for, test_batches, store, models=cfg["models"], seeds=cfg["seeds"],
-                     repeats=cfg["repeats"], levels=cfg["levels"], aware=aware, device=trainer.device,
-                     progress=cfg["progress"])
+        yield
     except ValueError as e:
         if "was written with" in str(e):
-            raise StudyError(f"{e} (the checkpoints in {trainer.ckdir} are from other options; pass --fresh)") from None
+            raise StudyError(f"{e} (the checkpoint {path} is from other options; pass --fresh)") from None
         raise
+
+
+def evaluate_cell(test_batches, cond, tests, repeats: int, device: str, net) -> list[tuple[dict, dict]]:
+    """One sweep cell: the ``(error type, level)`` rows of condition ``cond`` on ``net["model"]``."""
+    from spikenoise.evaluate import condition_rows
+
+    model = net["model"].to(torch.device(device))
+    return list(condition_rows(model, test_batches, cond, tests, repeats, device))
+
+
+def _aware_option(cfg: dict[str, Any]):
+    return None if cfg["aware"] == "none" else ("match" if cfg["aware"] == "each" else int(cfg["aware"]))
+
+
+def sweep_tasks(executor, trainer: Trainer, store, test_batches, cfg: dict[str, Any]):
+    """The tasks of the rows ``store`` lacks: trainings whose checkpoints are not finished (aware
+    after agnostic), then one sweep cell per (network, noise level) after its training; and
+    ``on_result``, the driver's side (checkpoints, log, rows)."""
+    from spikenoise.evaluate import network_of, sweep_plan
+    from spikenoise.train import checkpoint_done
+
+    from ..executor import CheckpointSlot, Task
+
+    plan = sweep_plan(cfg["models"], cfg["seeds"], cfg["repeats"], cfg["levels"], aware=_aware_option(cfg))
+    device = executor.device(cfg["device"])
+    progress = bool(cfg["progress"]) and executor.in_process
+    data = executor.share(trainer.data)
+    batches = executor.share(test_batches)
+    tasks: list[Task] = []
+    train_name: dict[tuple, str] = {}  # (model, level, seed) -> task name
+    loaded: dict[tuple, dict] = {}  # finished networks on disk
+    slots: dict[str, Any] = {}
+
+    def network(name: str, level: int, seed: int) -> tuple[dict, dict]:
+        """(kwargs, deps) that give a task the trained network ``net``."""
+        k = (name, level, seed)
+        if k not in train_name and k not in loaded:
+            if checkpoint_done(trainer.checkpoint(*k)):
+                loaded[k] = {"model": trainer.load(*k)}
+            else:
+                init_kw, init_dep = network(name, 0, seed) if level else ({}, {})
+                tname = f"train {name} {'agnostic' if level == 0 else f'aware{level}'} s{seed}"
+                slot = CheckpointSlot.for_executor(trainer.checkpoint(*k), executor)
+                slots[tname] = slot
+                # the aware network starts from the agnostic one: on disk, or the result of its task
+                tasks.append(Task(tname, train_network, (cfg, data, name, level, seed, device, progress, slot,
+                                                         trainer.log_path if executor.in_process else None),
+                                  {"init": v for v in init_kw.values()}, {"init": d for d in init_dep.values()}))
+                train_name[k] = tname
+        if k in loaded:
+            return {"net": loaded[k]}, {}
+        return {}, {"net": train_name[k]}
+
+    for cond, tests in plan:
+        net = network_of(cond)
+        for level in dict.fromkeys(lv for _, lv in tests):
+            todo = [(e, lv) for e, lv in tests if lv == level and not store.done({**cond.key(), "errors": e, "level": lv})]
+            if not todo:
+                continue
+            kw, deps = network(net.model, net.train_level, net.seed)
+            tag = f"{cond.training}{cond.train_level if cond.training == 'aware' else ''}"
+            tasks.append(Task(f"sweep {cond.model} {tag} s{cond.seed} level {level}", evaluate_cell,
+                              (batches, cond, todo, cfg["repeats"], device), kw, deps))
+
+    def on_result(task, value):
+        if task.fn is train_network:
+            name, level, seed = task.args[2:5]
+            slots[task.name].commit(value["checkpoint"])
+            if not executor.in_process:
+                trainer.log(name, seed, "agnostic" if level == 0 else f"aware{level}", value["history"])
+            trainer.seconds += value["seconds"]
+        else:
+            for key, row in value:
+                store.add(key, row)
+
+    return tasks, on_result
+
+
+def run_sweep(executor, trainer: Trainer, store, test_batches, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every (model, training, seed, errors, level) row, resumed from ``store``; the trainings and
+    sweep cells run on ``executor`` (raises :class:`~spikenoise.studies.executor.TaskFailures`
+    naming what failed, after everything else finished)."""
+    tasks, on_result = sweep_tasks(executor, trainer, store, test_batches, cfg)
+    executor.run(tasks, on_result, desc="compare")
+    return store.rows()
 
 
 def _wanted(k: dict[str, Any], cfg: dict[str, Any]) -> bool:
