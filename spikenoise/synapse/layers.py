@@ -125,6 +125,12 @@ class NoisyLinear(_Engine, nn.Linear):
         if mode == "per_row" and self.sampler == "gaussian" and self.draws == "row" and not self.pinned:
             # outputs use disjoint weights, so a per-output Gaussian is the moment-matched law
             return self.scale_and_bias(gaussian_reads(self.error_model, x, wq, F.linear, counts_are_reads=False))
+        if mode == "per_row" and self.draws == "row" and not self.pinned and x.dim() == 2:
+            # a fresh read per row, drawn and reduced chunk by chunk (no (B, out, in) tensor)
+            y = self.reader().linear(x)
+            if wq.requires_grad and torch.is_grad_enabled():
+                y = y + F.linear(x, wq - wq.detach())  # straight-through gradient to the hidden weights
+            return self.scale_and_bias(y)
         if mode in ("frozen", "per_row"):
             return self.drawn_forward(x, wq)
         # per spike: every row of every middle dim is its own set of reads
