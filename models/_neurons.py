@@ -25,7 +25,8 @@ import torch.nn as nn
 
 from spikenoise.synapse import new_inference
 
-__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "spike", "LIF", "LeakyReadout", "KWSModel"]
+__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "spike", "LIF", "LeakyReadout", "KWSModel",
+           "project_sequence"]
 
 #: firing threshold (seed 000 section II.D)
 V_TH = 1.0
@@ -127,6 +128,21 @@ class LeakyReadout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n={self.beta.numel()}, beta init 0.8 clamped [0,1], logits = mean_t m_t"
+
+
+def project_sequence(syn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A feed-forward synapse applied to a whole sequence ``x`` ``(B, T, in)`` in one call -> ``(B, T, out)``.
+
+    Equal to calling ``syn`` once per timestep (the recurrent models' old loop): with no errors
+    or a static draw, the per-sample weights are shared by all timesteps (one ``(B, T, in)``
+    call keeps the draw per sample); a fresh draw per step and row (dynamic ``"step"`` or
+    ``"spike"`` reads) is a fresh draw per ``(sample, timestep)`` row of ``(B*T, in)``, the same
+    law (not the same random stream).
+    """
+    B, T = x.shape[:2]
+    if syn.read_mode == "frozen" or syn.pinned:
+        return syn(x)
+    return syn(x.reshape(B * T, x.shape[2])).reshape(B, T, -1)
 
 
 class KWSModel(nn.Module):

@@ -27,7 +27,7 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import KWSModel, LeakyReadout
+from ._neurons import KWSModel, LeakyReadout, project_sequence
 
 __all__ = ["LightGRULayer", "RNN"]
 
@@ -44,9 +44,27 @@ class LightGRULayer(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if h is None:
             h = x.new_zeros(x.shape[0], self.n_hidden)
-        a, zbar = (self.W(x) + self.U(h)).chunk(2, dim=-1)
+        return self.step(self.W(x), h)
+
+    def step(self, wx: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
+        a, zbar = (wx + self.U(h)).chunk(2, dim=-1)
         z = torch.sigmoid(zbar)
         return z * h + (1 - z) * torch.tanh(a)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole sequence ``x`` ``(B, T, in)`` -> hidden states ``(B, T, H)``.
+
+        The input projection ``W x_t`` of all timesteps is one call (:func:`project_sequence`);
+        only the recurrent ``U h_{t-1}`` is stepped.
+        """
+        wx = project_sequence(self.W, x)
+        h = x.new_zeros(x.shape[0], self.n_hidden)
+        hs = []
+        for t in range(x.shape[1]):
+            h = self.step(wx[:, t], h)
+            hs.append(h)
+        return torch.stack(hs, 1)
 
 
 class RNN(KWSModel):
@@ -76,15 +94,17 @@ class RNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer by layer over the whole sequence (no layer feeds back into an earlier one), so
+        # every feed-forward synapse is one call per inference, not one per timestep
         self._start(x, fixed_time=False)
-        hs: list[torch.Tensor | None] = [None] * len(self.layers)
+        seq = x
+        for layer in self.layers:
+            seq = layer.run(seq)
+        cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
         for t in range(x.shape[1]):
-            inp = x[:, t]
-            for k, layer in enumerate(self.layers):
-                hs[k] = inp = layer(inp, hs[k])
-            m = self.readout(self.fc(inp), m)
+            m = self.readout(cur[:, t], m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

@@ -36,7 +36,7 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import GAMMA, TAU_INIT, V_TH, KWSModel, LeakyReadout, spike, time_constant
+from ._neurons import GAMMA, TAU_INIT, V_TH, KWSModel, LeakyReadout, project_sequence, spike, time_constant
 
 __all__ = ["SpikGRULayer", "SRNN"]
 
@@ -61,14 +61,29 @@ class SpikGRULayer(nn.Module):
         if state is None:
             z0 = x.new_zeros(x.shape[0], self.n_hidden)
             state = (z0, z0, z0)
+        return self.step(self.W(x), state)
+
+    def step(self, wx: torch.Tensor, state: tuple[torch.Tensor, ...]):
+        """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
         i, v, s = state
-        wz, wi = self.W(x).chunk(2, dim=-1)
+        wz, wi = wx.chunk(2, dim=-1)
         uz, ui = self.U(s).chunk(2, dim=-1)
         z = torch.sigmoid(wz + uz)
         i = self.alpha.clamp(0.0, 1.0) * i + wi + ui
         v = z * v + (1 - z) * i - self.threshold * s.detach()
         s = spike(v, self.threshold, self.gamma)
         return s, (i, v, s)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole sequence ``x`` ``(B, T, in)`` -> spikes ``(B, T, H)`` (input projection in one call)."""
+        wx = project_sequence(self.W, x)
+        z0 = x.new_zeros(x.shape[0], self.n_hidden)
+        state = (z0, z0, z0)
+        spikes = []
+        for t in range(x.shape[1]):
+            s, state = self.step(wx[:, t], state)
+            spikes.append(s)
+        return torch.stack(spikes, 1)
 
     def extra_repr(self) -> str:
         return f"hidden={self.n_hidden}, alpha init 0.8 clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
@@ -106,16 +121,17 @@ class SRNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer by layer over the whole sequence (as the RNN): feed-forward synapses are one call
         self._start(x, fixed_time=False)
-        states: list = [None] * len(self.layers)
+        seq = x
+        for k, layer in enumerate(self.layers):
+            seq = layer.run(seq)
+            self._record(f"layer{k + 1}", seq.sum(1))
+        cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
         for t in range(x.shape[1]):
-            inp = x[:, t]
-            for k, layer in enumerate(self.layers):
-                inp, states[k] = layer(inp, states[k])
-                self._record(f"layer{k + 1}", inp)
-            m = self.readout(self.fc(inp), m)
+            m = self.readout(cur[:, t], m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

@@ -17,6 +17,7 @@ import torch
 
 _MAX_BITS = 52  # float64 CDFs carry 53 bits; more would be false precision
 _MIXED = np.iinfo(np.int64).min  # look-up-table entry: bucket holds a threshold, search exactly
+_MIXED32 = int(np.iinfo(np.int32).min)
 
 
 class InverseCDFTable:
@@ -57,17 +58,21 @@ class InverseCDFTable:
         value_at = np.concatenate([o + np.arange(k.size, dtype=np.int64) for o, k in zip(offs, keys)])
         # look-up table on the top bits of the uniform: a bucket without a threshold inside maps
         # straight to its outcome; the rare mixed buckets fall back to an exact binary search
-        self.lut_bits = int(max(4, min(12, math.floor(math.log2(max(1, (1 << 22) // n_rows))))))
+        # (int32 entries; at most ~2 MiB so the gathers stay in cache: a bigger, sparser table
+        # misses the cache on nearly every draw, which costs more than the extra searches)
+        self.lut_bits = int(max(4, min(12, math.floor(math.log2(max(1, (1 << 19) // n_rows))))))
         shift = self.bits - self.lut_bits
         edges = np.arange((1 << self.lut_bits) + 1, dtype=np.int64) << shift
         lut = np.empty((n_rows, 1 << self.lut_bits), dtype=np.int64)
+        if value_at.size and (value_at.min() <= _MIXED32 or value_at.max() > np.iinfo(np.int32).max):
+            raise ValueError("outcome values do not fit in int32")
         for r in range(n_rows):
             row_keys = flat[starts[r]: starts[r] + keys[r].size]
             at = np.searchsorted(row_keys, np.int64(r) * full + edges, side="right")
             lo, hi = at[:-1], np.searchsorted(row_keys, np.int64(r) * full + edges[1:] - 1, side="right")
             lut[r] = np.where(lo == hi, value_at[np.minimum(starts[r] + lo, flat.size - 1)], _MIXED)
         self._keys = torch.from_numpy(flat)
-        self._lut = torch.from_numpy(lut.reshape(-1))
+        self._lut = torch.from_numpy(np.where(lut == _MIXED, _MIXED32, lut).astype(np.int32).reshape(-1))
         self._value_at = torch.from_numpy(value_at)
         self._device_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
@@ -78,11 +83,11 @@ class InverseCDFTable:
 
     @property
     def nbytes(self) -> int:
-        return (self._keys.numel() + self._lut.numel() + self._value_at.numel()) * 8
+        return (self._keys.numel() + self._value_at.numel()) * 8 + self._lut.numel() * 4
 
     def sample(self, rows: torch.Tensor, generator: torch.Generator | None = None,
                lookup: torch.Tensor | None = None) -> torch.Tensor:
-        """One independent draw per element of ``rows`` (int64, any shape).
+        """One independent draw per element of ``rows`` (int32 or int64, any shape).
 
         Returns the drawn integer values (int64), or ``lookup[value]`` when ``lookup`` is given
         (e.g. the digital value of a read level), same shape as ``rows``.
@@ -93,17 +98,33 @@ class InverseCDFTable:
                           dtype=torch.int64 if lookup is None else lookup.dtype)
         # chunks keep temporaries small and reused (fresh multi-100-MB buffers cost page faults)
         chunk = 1 << (24 if rows.is_cuda else 18)
-        shift = self.bits - self.lut_bits
+        low_bits = self.bits - self.lut_bits
         for s in range(0, flat.numel(), chunk):
-            r = flat[s:s + chunk].to(torch.int64)
-            u = torch.randint(0, 1 << self.bits, r.shape, device=r.device, dtype=torch.int64,
-                              generator=generator)
-            v = lut[torch.bitwise_right_shift(u, shift).add_(r * (1 << self.lut_bits))]
-            mixed = (v == _MIXED).nonzero().squeeze(1)
+            r = flat[s:s + chunk]
+            n = r.numel()
+            # the bucket (top lut_bits of u) from 16 random bits per draw, four draws per int64
+            words = torch.empty(-(-n // 4), dtype=torch.int64, device=r.device)
+            words.random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
+            at = words.view(torch.int16)[:n].to(torch.int32)
+            at.bitwise_right_shift_(16 - self.lut_bits)
+            at.add_(r.to(torch.int32), alpha=1 << self.lut_bits).add_(1 << (self.lut_bits - 1))
+            v = lut.index_select(0, at)
+            mixed = (v == _MIXED32).nonzero().squeeze(1)
+            dst = out[s:s + n]
+            if lookup is None:
+                dst.copy_(v)
             if mixed.numel():
-                key = u[mixed] + r[mixed] * (1 << self.bits)
-                v[mixed] = value_at[torch.searchsorted(keys, key, right=True)]
-            out[s:s + chunk] = v if lookup is None else lookup[v]
+                # the bucket holds a threshold: draw the low bits of u and search exactly
+                low = torch.randint(0, 1 << low_bits, mixed.shape, dtype=torch.int64, device=r.device,
+                                    generator=generator)
+                key = at[mixed].to(torch.int64) * (1 << low_bits) + low  # = row * 2**bits + u
+                found = value_at[torch.searchsorted(keys, key, right=True)]
+                if lookup is None:
+                    dst[mixed] = found
+                else:
+                    v[mixed] = found.to(torch.int32)
+            if lookup is not None:
+                dst.copy_(lookup[v])
         return out.reshape(rows.shape)
 
 
@@ -164,7 +185,8 @@ class SumOfReads:
         need = int(n.max()) if n.numel() else 0
         if need > self.n_max:
             self._build(max(need, 2 * self.n_max, 16))
-        rows = level.to(torch.int64) * (self.n_max + 1) + n.to(torch.int64)
+        dtype = torch.int32 if self.n_levels * (self.n_max + 1) < 2 ** 31 else torch.int64
+        rows = n.to(dtype) + level.to(dtype) * (self.n_max + 1)
         return self._table.sample(rows, generator)  # type: ignore[union-attr]
 
 

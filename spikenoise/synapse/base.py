@@ -284,6 +284,8 @@ class _StoredCache:
         self.error_model = error_model
         self.stored = error_model.quantize(self.hidden)
         self._reader: Reader | None = None
+        #: anything else a sampler derives from these stored weights (level indices, masks)
+        self.derived: dict = {}
 
     def reader(self) -> Reader:
         if self._reader is None:

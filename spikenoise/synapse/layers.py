@@ -72,7 +72,8 @@ class _Engine(NoisySynapse):
         if how == "gaussian":
             return gaussian_reads(self.error_model, x, wq, self.op)
         if how == "exact":
-            return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1))
+            return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1),
+                                     cache=self.stored_cache().derived)
         return self.brute_reads(x, wq)
 
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
