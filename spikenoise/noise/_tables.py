@@ -277,42 +277,37 @@ class ReadPlan:
         self.level, self.h_lo, self.h_hi, self.off, self.thr, self.shape = level, h_lo, h_hi, off, thr, shape
         self.rows, self.cols = level.shape
 
-    def row_chunks(self, n: int) -> int:
-        """Rows per chunk for ``n`` reads of each weight."""
-        chunk = self.CHUNK_GPU if self.level.is_cuda else self.CHUNK_CPU
-        return max(1, min(self.rows, chunk // max(1, n * self.cols)))
+    def _chunk(self) -> int:
+        return self.CHUNK_GPU if self.level.is_cuda else self.CHUNK_CPU
 
-    def levels(self, n: int, r0: int, r1: int, generator: torch.Generator | None = None,
-               buffers: dict | None = None) -> torch.Tensor:
-        """Read level indices (float32, exact integers), shape ``(r1 - r0, n, cols)``, of rows ``r0:r1``.
+    def levels_into(self, out: torch.Tensor, r0: int, r1: int, generator: torch.Generator | None = None,
+                    buffers: dict | None = None) -> torch.Tensor:
+        """Fill ``out`` ``(n, r1 - r0, cols)`` (float32, any strides) with read level indices of rows ``r0:r1``.
 
         ``buffers`` (a dict kept by the caller) lets successive chunks reuse their temporaries.
         """
-        rows = r1 - r0
-        m = rows * n * self.cols
-        dev = self.level.device
+        n, rows = out.shape[0], r1 - r0
+        m = n * rows * self.cols
+        shape = (n, rows, self.cols)
         bufs = buffers if buffers is not None else {}
         words = -(-m // 4)
         if bufs.get("bits") is None or bufs["bits"].numel() < words:
+            dev = self.level.device
             bufs["bits"] = torch.empty(words, dtype=torch.int64, device=dev)
-            bufs["out"] = torch.empty(words * 4, device=dev)
-            bufs["tmp"] = torch.empty(words * 4, device=dev)
+            bufs["c"] = torch.empty(words * 4, device=dev)
+            bufs["acc"] = torch.empty(words * 4, device=dev)
         bits = bufs["bits"][:words]
         bits.random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
-        c16 = bits.view(torch.int16)[:m].view(rows, n, self.cols)
-        c = bufs["tmp"][:m].view(rows, n, self.cols)
+        c16 = bits.view(torch.int16)[:m].view(shape)
+        c = bufs["c"][:m].view(shape)
         c.copy_(c16)
-        R = bufs.get("acc")
-        if R is None or R.numel() < words * 4:
-            R = bufs["acc"] = torch.empty(words * 4, device=dev)
-        R = R[:m].view(rows, n, self.cols)
-        out = bufs["out"][:m].view(rows, n, self.cols)
+        R = bufs["acc"][:m].view(shape)
         K = self.h_lo.shape[0]
-        torch.clamp(c, self.h_lo[0, r0:r1, None], self.h_hi[0, r0:r1, None], out=R)
+        torch.clamp(c, self.h_lo[0, r0:r1], self.h_hi[0, r0:r1], out=R)
         for k in range(1, K):
-            torch.clamp(c, self.h_lo[k, r0:r1, None], self.h_hi[k, r0:r1, None], out=out)
-            R.add_(out)
-        R.add_(self.off[r0:r1, None])
+            torch.clamp(c, self.h_lo[k, r0:r1], self.h_hi[k, r0:r1], out=c if k == K - 1 else out)
+            R.add_(c if k == K - 1 else out)
+        R.add_(self.off[r0:r1])
         torch.floor(R, out=out)
         # a mixed read leaves a half in R; row sums of half-integers are exact in float32
         # (|sum| < 2**22 per row), so comparing them finds the rows that hold one
@@ -323,30 +318,48 @@ class ReadPlan:
 
     def _resolve(self, out, R, c16, bad_rows, r0, generator) -> None:
         """Draw the mixed reads exactly: the 36 bits below their 16-bit bucket, then count thresholds."""
-        ri, ni = bad_rows[:, 0], bad_rows[:, 1]
-        sub = (R[ri, ni] != out[ri, ni]).nonzero()  # (k, 2): which row of bad_rows, which column
-        rr, nn, cc = ri[sub[:, 0]], ni[sub[:, 0]], sub[:, 1]
+        ni, ri = bad_rows[:, 0], bad_rows[:, 1]
+        sub = (R[ni, ri] != out[ni, ri]).nonzero()  # (k, 2): which of bad_rows, which column
+        nn, rr, cc = ni[sub[:, 0]], ri[sub[:, 0]], sub[:, 1]
         shift = ThresholdReads.BITS - ThresholdReads.COARSE
-        bucket = c16[rr, nn, cc].to(torch.int64) + (1 << (ThresholdReads.COARSE - 1))
+        bucket = c16[nn, rr, cc].to(torch.int64) + (1 << (ThresholdReads.COARSE - 1))
         low = torch.randint(0, 1 << shift, bucket.shape, dtype=torch.int64, device=bucket.device,
                             generator=generator)
         u = (bucket << shift) + low
         lvl = self.level[r0 + rr, cc]
-        out[rr, nn, cc] = (self.thr[lvl] <= u.unsqueeze(1)).sum(1).to(out.dtype)
+        out[nn, rr, cc] = (self.thr[lvl] <= u.unsqueeze(1)).sum(1).to(out.dtype)
 
     def read(self, n: int, values: torch.Tensor, dtype: torch.dtype,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` independent reads of every weight: ``values[level]``, shape ``(n, *shape)``."""
         v0 = float(values[0])
         step = float(values[1] - values[0]) if values.numel() > 1 else 1.0
-        res = torch.empty(n, self.rows, self.cols, dtype=dtype, device=self.level.device)
+        direct = dtype == torch.float32
+        res = torch.empty(n, self.rows, self.cols, dtype=torch.float32 if direct else dtype,
+                          device=self.level.device)
         bufs: dict = {}
-        rc = self.row_chunks(n)
-        for r0 in range(0, self.rows, rc):
-            r1 = min(self.rows, r0 + rc)
-            lv = self.levels(n, r0, r1, generator, bufs)
-            res[:, r0:r1].copy_(lv.transpose(0, 1))
-            res[:, r0:r1].mul_(step).add_(v0)
+        per = self.rows * self.cols
+        if per <= self._chunk():  # whole matrices per chunk: contiguous writes into the result
+            nb = max(1, self._chunk() // per)
+            blocks = [(n0, min(n, n0 + nb), 0, self.rows) for n0 in range(0, n, nb)]
+        else:
+            rc = max(1, self._chunk() // self.cols)
+            blocks = [(n0, n0 + 1, r0, min(self.rows, r0 + rc)) for n0 in range(n) for r0 in range(0, self.rows, rc)]
+        tmp = None
+        for n0, n1, r0, r1 in blocks:
+            if direct:
+                dst = res[n0:n1, r0:r1]
+                self.levels_into(dst, r0, r1, generator, bufs)
+            else:
+                if tmp is None or tmp.shape[0] < n1 - n0 or tmp.shape[1] < r1 - r0:
+                    tmp = torch.empty(n1 - n0, r1 - r0, self.cols, device=self.level.device)
+                dst = self.levels_into(tmp[:n1 - n0, :r1 - r0], r0, r1, generator, bufs)
+            if step != 1.0:
+                dst.mul_(step)
+            if v0 != 0.0:
+                dst.add_(v0)
+            if not direct:
+                res[n0:n1, r0:r1].copy_(dst)
         return res.reshape(n, *self.shape)
 
     def linear(self, x: torch.Tensor, values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -359,18 +372,22 @@ class ReadPlan:
         v0 = float(values[0])
         step = float(values[1] - values[0]) if values.numel() > 1 else 1.0
         grad = torch.is_grad_enabled() and x.requires_grad
-        xf = x.to(torch.float32)
-        rc = self.row_chunks(B)
+        xf = x.to(torch.float32).unsqueeze(1)  # (B, 1, in)
+        rc = max(1, min(self.rows, self._chunk() // max(1, B * self.cols)))
         parts = []
         bufs: dict = {}
+        out = prod = None
         for r0 in range(0, self.rows, rc):
             r1 = min(self.rows, r0 + rc)
-            lv = self.levels(B, r0, r1, generator, None if grad else bufs)
+            if grad or out is None or out.shape[1] != r1 - r0:
+                out = torch.empty(B, r1 - r0, self.cols, device=x.device)
+            lv = self.levels_into(out, r0, r1, generator, bufs)
             if grad:
                 parts.append((lv * xf).sum(-1))
             else:
-                prod = bufs.setdefault("prod", torch.empty_like(bufs["out"]))[:lv.numel()].view_as(lv)
+                if prod is None or prod.shape != lv.shape:
+                    prod = torch.empty_like(lv)
                 parts.append(torch.mul(lv, xf, out=prod).sum(-1))
-        y = torch.cat(parts, 0).t()  # (B, out): sum_i x_i * level_i
-        y = y * step + v0 * xf.sum(-1, keepdim=True)
+        y = torch.cat(parts, 1)  # (B, out): sum_i x_i * level_i
+        y = y * step + v0 * xf.squeeze(1).sum(-1, keepdim=True)
         return y.to(x.dtype)

@@ -174,7 +174,9 @@ class MultiLevelNVM(ErrorModel):
 
     @property
     def noiseless(self) -> bool:
-        return bool(np.array_equal(self._P, np.eye(self.n_levels)))
+        if getattr(self, "_noiseless", None) is None:  # asked at every layer call: computed once
+            self._noiseless = bool(np.array_equal(self._P, np.eye(self.n_levels)))
+        return self._noiseless
 
     def mean_error(self) -> torch.Tensor:
         """(L,) expected read error ``E[v_read - v_true]`` per level, in digital units."""

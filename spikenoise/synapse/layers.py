@@ -60,17 +60,36 @@ class _Engine(NoisySynapse):
     def drawn_forward(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Forward with a static or per-call draw (``read_mode`` "frozen" or "per_row")."""
         reads = self.draw_reads(wq, self.draw_for(wq, x.shape[0]))
-        if self.draws == "batch" and reads.shape[0] == 1:
+        if reads.shape[0] == 1:
+            # one draw shared by all rows (draws="batch", a pinned chip): one plain map
             # value and input gradient through the drawn weights, weight gradient straight through
             return self.scale_and_bias(with_reads(x, wq, reads[0], self.op, self.op))
         reads = reads.expand(x.shape[0], *reads.shape[1:])  # a pinned chip is shared by the rows
         return self.scale_and_bias(with_reads(x, wq, reads, self.row_op, self.op))
 
+    def inference_only(self, x: torch.Tensor) -> bool:
+        """No gradient is needed from this call (the folded clean map applies)."""
+        return not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
+                                                  or self.scale.requires_grad
+                                                  or (self.bias is not None and self.bias.requires_grad)))
+
+    def folded_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(scale * stored weights, bias)`` for a clean inference call: one plain torch map.
+
+        Cached with the stored weights; the scale's version is part of the key.
+        """
+        cache = self.stored_cache().derived
+        key = (self.scale._version, self.scale.data_ptr())
+        if cache.get("folded_key") != key:
+            cache["folded"] = self.stored_weight() * self.scale.detach()
+            cache["folded_key"] = key
+        return cache["folded"], None if self.bias is None else self.bias.detach()
+
     def spike_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Dynamic per-spike reads of input ``x`` (before scale and bias)."""
         how = self.resolve_sampler(x)
         if how == "gaussian":
-            return gaussian_reads(self.error_model, x, wq, self.op)
+            return gaussian_reads(self.error_model, x, wq, self.op, cache=self.stored_cache().derived)
         if how == "exact":
             return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1),
                                      cache=self.stored_cache().derived)
@@ -117,15 +136,19 @@ class NoisyLinear(_Engine, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"NoisyLinear expects input (..., {self.in_features}), got shape {tuple(x.shape)}")
-        wq = self.quantized_weight()
         mode = self.read_mode
+        if mode == "clean" and self.inference_only(x):
+            w, b = self.folded_weight()
+            return F.linear(x, w, b)
+        wq = self.quantized_weight()
         if mode == "clean":
             return self.scale_and_bias(F.linear(x, wq))
         if x.dim() == 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if mode == "per_row" and self.sampler == "gaussian" and self.draws == "row" and not self.pinned:
             # outputs use disjoint weights, so a per-output Gaussian is the moment-matched law
-            return self.scale_and_bias(gaussian_reads(self.error_model, x, wq, F.linear, counts_are_reads=False))
+            return self.scale_and_bias(gaussian_reads(self.error_model, x, wq, F.linear, counts_are_reads=False,
+                                                      cache=self.stored_cache().derived))
         if mode == "per_row" and self.draws == "row" and not self.pinned and x.dim() == 2:
             # a fresh read per row, drawn and reduced chunk by chunk (no (B, out, in) tensor)
             y = self.reader().linear(x)
@@ -181,8 +204,11 @@ class NoisyConv2d(_Engine, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"NoisyConv2d expects input (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        wq = self.quantized_weight()
         mode = self.read_mode
+        if mode == "clean" and self.inference_only(x):
+            w, b = self.folded_weight()
+            return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        wq = self.quantized_weight()
         if mode == "clean":
             return self.scale_and_bias(self.conv(x, wq))
         if mode in ("frozen", "per_row"):

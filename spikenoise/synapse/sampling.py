@@ -57,9 +57,17 @@ def _repeats(x: torch.Tensor) -> int:
 
 
 def gaussian_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
-                   counts_are_reads: bool = True) -> torch.Tensor:
-    """Approximate: Gaussian output with the exact mean and variance of the drawn sum."""
-    mean, var = em.read_moments(wq.detach())
+                   counts_are_reads: bool = True, cache: dict | None = None) -> torch.Tensor:
+    """Approximate: Gaussian output with the exact mean and variance of the drawn sum.
+
+    ``cache``: a dict kept while ``wq`` holds (the synapse's stored-weight cache) for the moments.
+    """
+    if cache is not None and "moments" in cache:
+        mean, var = cache["moments"]
+    else:
+        mean, var = em.read_moments(wq.detach())
+        if cache is not None:
+            cache["moments"] = (mean, var)
     mean = wq + (mean - wq.detach())
     # per spike, an integer input c is c reads (variance adds c times); a graded x, or any
     # input read once per step, is one read scaled by x (variance x^2)
