@@ -43,7 +43,8 @@ def stored_after(layer, change):
     return before, after
 
 
-@pytest.mark.parametrize("how", ["sgd", "copy_", "load_state_dict", "configure", "assign_data", "data_then_new_inference"])
+@pytest.mark.parametrize("how", ["sgd", "copy_", "load_state_dict", "configure", "assign_data", "data_then_new_inference",
+                                 "scale"])
 def test_cache_sees_every_weight_or_option_change(how):
     layer = NoisyLinear(6, 3, errors="none")
     other = NoisyLinear(6, 3)
@@ -60,6 +61,9 @@ def test_cache_sees_every_weight_or_option_change(how):
             m.load_state_dict(other.state_dict())
         elif how == "configure":
             sn.configure(m, error_model=sn.MultiLevelNVM(values=[-8, -6, -4, -2, 0, 2, 4, 6]))
+        elif how == "scale":
+            with torch.no_grad():
+                m.scale.mul_(3.0)
         elif how == "assign_data":
             m.weight.data = other.weight.detach().clone()
         else:

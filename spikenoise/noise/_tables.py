@@ -288,7 +288,9 @@ class ReadPlan:
         """
         n, rows = out.shape[0], r1 - r0
         m = n * rows * self.cols
-        shape = (n, rows, self.cols)
+        shape = (n, rows * self.cols)  # flat rows: long inner loops even for few columns
+        out3 = out
+        out = out.view(shape)
         bufs = buffers if buffers is not None else {}
         words = -(-m // 4)
         if bufs.get("bits") is None or bufs["bits"].numel() < words:
@@ -303,18 +305,20 @@ class ReadPlan:
         c.copy_(c16)
         R = bufs["acc"][:m].view(shape)
         K = self.h_lo.shape[0]
-        torch.clamp(c, self.h_lo[0, r0:r1], self.h_hi[0, r0:r1], out=R)
+        lo, hi = self.h_lo[:, r0:r1].reshape(K, -1), self.h_hi[:, r0:r1].reshape(K, -1)
+        torch.clamp(c, lo[0], hi[0], out=R)
         for k in range(1, K):
-            torch.clamp(c, self.h_lo[k, r0:r1], self.h_hi[k, r0:r1], out=c if k == K - 1 else out)
+            torch.clamp(c, lo[k], hi[k], out=c if k == K - 1 else out)
             R.add_(c if k == K - 1 else out)
-        R.add_(self.off[r0:r1])
+        R.add_(self.off[r0:r1].reshape(-1))
         torch.floor(R, out=out)
         # a mixed read leaves a half in R; row sums of half-integers are exact in float32
         # (|sum| < 2**22 per row), so comparing them finds the rows that hold one
-        bad_rows = (R.sum(-1) != out.sum(-1)).nonzero()
+        R3, c3 = R.view(n, rows, self.cols), c16.view(n, rows, self.cols)
+        bad_rows = (R3.sum(-1) != out3.sum(-1)).nonzero()
         if bad_rows.numel():
-            self._resolve(out, R, c16, bad_rows, r0, generator)
-        return out
+            self._resolve(out3, R3, c3, bad_rows, r0, generator)
+        return out3
 
     def _resolve(self, out, R, c16, bad_rows, r0, generator) -> None:
         """Draw the mixed reads exactly: the 36 bits below their 16-bit bucket, then count thresholds."""

@@ -113,6 +113,7 @@ class NoisySynapse:
         """
         self._draw = None
         self._stored = None
+        self._clean_map = None
 
     def set_errors(self, errors: str | None = None, reads: str | None = None, sampler: str | None = None,
                    error_model: ErrorModel | None = None, draws: str | None = None) -> None:
