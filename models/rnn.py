@@ -27,7 +27,10 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import KWSModel, LeakyReadout, project_sequence
+from spikenoise.neurons import LeakyReadout, light_gru_step
+
+from .base import KWSModel, project_sequence
+from .registry import register_model
 
 __all__ = ["LightGRULayer", "RNN"]
 
@@ -49,8 +52,7 @@ class LightGRULayer(nn.Module):
     def step(self, wx: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
         a, zbar = (wx + self.U(h)).chunk(2, dim=-1)
-        z = torch.sigmoid(zbar)
-        return z * h + (1 - z) * torch.tanh(a)
+        return light_gru_step(a, zbar, h)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The whole sequence ``x`` ``(B, T, in)`` -> hidden states ``(B, T, H)``.
@@ -67,6 +69,7 @@ class LightGRULayer(nn.Module):
         return torch.stack(hs, 1)
 
 
+@register_model("rnn", kws=True)
 class RNN(KWSModel):
     """Two light-GRU layers of 128 units and a leaky-integrator readout.
 
@@ -96,7 +99,7 @@ class RNN(KWSModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # layer by layer over the whole sequence (no layer feeds back into an earlier one), so
         # every feed-forward synapse is one call per inference, not one per timestep
-        self._start(x, fixed_time=False)
+        self.start_inference(x, fixed_time=False)
         seq = x
         for layer in self.layers:
             seq = layer.run(seq)

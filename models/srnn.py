@@ -36,7 +36,10 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import GAMMA, TAU_INIT, V_TH, KWSModel, LeakyReadout, project_sequence, spike, time_constant
+from spikenoise.neurons import GAMMA, TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
+
+from .base import KWSModel, project_sequence
+from .registry import register_model
 
 __all__ = ["SpikGRULayer", "SRNN"]
 
@@ -65,14 +68,9 @@ class SpikGRULayer(nn.Module):
 
     def step(self, wx: torch.Tensor, state: tuple[torch.Tensor, ...]):
         """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
-        i, v, s = state
         wz, wi = wx.chunk(2, dim=-1)
-        uz, ui = self.U(s).chunk(2, dim=-1)
-        z = torch.sigmoid(wz + uz)
-        i = self.alpha.clamp(0.0, 1.0) * i + wi + ui
-        v = z * v + (1 - z) * i - self.threshold * s.detach()
-        s = spike(v, self.threshold, self.gamma)
-        return s, (i, v, s)
+        uz, ui = self.U(state[2]).chunk(2, dim=-1)
+        return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The whole sequence ``x`` ``(B, T, in)`` -> spikes ``(B, T, H)`` (input projection in one call)."""
@@ -89,6 +87,7 @@ class SpikGRULayer(nn.Module):
         return f"hidden={self.n_hidden}, alpha init 0.8 clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
 
 
+@register_model("srnn", kws=True)
 class SRNN(KWSModel):
     """Two SpikGRU layers of 128 units and a leaky-integrator readout.
 
@@ -122,11 +121,11 @@ class SRNN(KWSModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # layer by layer over the whole sequence (as the RNN): feed-forward synapses are one call
-        self._start(x, fixed_time=False)
+        self.start_inference(x, fixed_time=False)
         seq = x
         for k, layer in enumerate(self.layers):
             seq = layer.run(seq)
-            self._record(f"layer{k + 1}", seq.sum(1))
+            self.record_spikes(f"layer{k + 1}", seq.sum(1))
         cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
