@@ -210,24 +210,26 @@ def _calls(case: str, init: str, device: str, labels) -> tuple[dict[str, Callabl
 
 
 def time_calls(calls: dict[str, Callable], device: str, min_time: float = 1.0, max_rounds: int = 30,
-               slow: float = 1.5) -> dict[str, float]:
-    """Median seconds per call of each callable, timed round-robin. A variant slower than
-    ``slow`` seconds is timed twice only."""
+               slow: float = 0.2, fast_samples: int = 10) -> dict[str, float]:
+    """Median seconds per call of each callable, timed round-robin (load from other jobs hits all
+    alike). A variant slower than ``slow`` seconds is timed 3 times, the others at least
+    ``fast_samples`` times."""
     times: dict[str, list[float]] = {k: [] for k in calls}
+    enough = lambda v: len(v) >= (3 if v and v[0] > slow else fast_samples)  # noqa: E731
     with torch.no_grad():
         for f in calls.values():
             f()  # warm-up: one-time tables, the static draw of the frozen variant
         _sync(device)
         start = time.perf_counter()
-        for rnd in range(max_rounds):
+        for _ in range(max_rounds):
             for k, f in calls.items():
-                if rnd >= 2 and times[k] and times[k][0] > slow:
+                if times[k] and times[k][0] > slow and len(times[k]) >= 3:
                     continue
                 t0 = time.perf_counter()
                 f()
                 _sync(device)
                 times[k].append(time.perf_counter() - t0)
-            if rnd >= 2 and time.perf_counter() - start > min_time:
+            if all(enough(v) for v in times.values()) and time.perf_counter() - start > min_time:
                 break
     return {k: statistics.median(v) for k, v in times.items()}
 
