@@ -63,8 +63,8 @@ class LightGRULayer(nn.Module):
         wx = project_sequence(self.W, x)
         h = x.new_zeros(x.shape[0], self.n_hidden)
         hs = []
-        for t in range(x.shape[1]):
-            h = self.step(wx[:, t], h)
+        for wx_t in wx.unbind(1):  # unbind: one backward node (slicing would add a full-size zero grad per step)
+            h = self.step(wx_t, h)
             hs.append(h)
         return torch.stack(hs, 1)
 
@@ -106,8 +106,8 @@ class RNN(KWSModel):
         cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
-        for t in range(x.shape[1]):
-            m = self.readout(cur[:, t], m)
+        for cur_t in cur.unbind(1):
+            m = self.readout(cur_t, m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

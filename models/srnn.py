@@ -78,8 +78,8 @@ class SpikGRULayer(nn.Module):
         z0 = x.new_zeros(x.shape[0], self.n_hidden)
         state = (z0, z0, z0)
         spikes = []
-        for t in range(x.shape[1]):
-            s, state = self.step(wx[:, t], state)
+        for wx_t in wx.unbind(1):  # unbind: one backward node (slicing would add a full-size zero grad per step)
+            s, state = self.step(wx_t, state)
             spikes.append(s)
         return torch.stack(spikes, 1)
 
@@ -129,8 +129,8 @@ class SRNN(KWSModel):
         cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
-        for t in range(x.shape[1]):
-            m = self.readout(cur[:, t], m)
+        for cur_t in cur.unbind(1):
+            m = self.readout(cur_t, m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

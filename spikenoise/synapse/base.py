@@ -192,16 +192,22 @@ class NoisySynapse:
     def quantized_weight(self) -> torch.Tensor:
         """Stored weights, with a clipped straight-through gradient to the hidden weights.
 
-        The value is exactly the cached stored weights; with gradients enabled the term
-        ``wc - wc.detach()`` (zero) carries the gradient of the clipped hidden weights ``wc``.
+        The value is exactly the cached stored weights; with gradients enabled the gradient is
+        that of ``clamp(weight, *ste_range)`` (1 inside the range, bounds included, else 0).
         """
-        q = self.stored_weight()
+        cache = self.stored_cache()
         w = self.weight
         if not (torch.is_grad_enabled() and w.requires_grad):
-            return q
-        rng = self.error_model.ste_range()
-        wc = w if rng is None else w.clamp(rng[0], rng[1])
-        return q + (wc - wc.detach())
+            return cache.stored
+        mask = cache.derived.get("ste_mask")
+        if mask is None:
+            rng = self.error_model.ste_range()
+            hidden = cache.hidden
+            mask = torch.ones_like(hidden) if rng is None else ((hidden >= rng[0]) & (hidden <= rng[1])).to(hidden.dtype)
+            cache.derived["ste_mask"] = mask
+        # the clamp's gradient (1 inside the STE range, bounds included) from a mask computed once:
+        # a recurrent layer called every timestep no longer builds a clamp and its backward per step
+        return _StraightThrough.apply(w, cache.stored, mask)
 
     def scale_and_bias(self, y: torch.Tensor) -> torch.Tensor:
         """``scale * y + bias`` (bias on dim 1 for convolutions, on the last dim otherwise)."""
@@ -270,6 +276,20 @@ class NoisySynapse:
         """Forget the pinned draw and start a new inference."""
         self._pinned = None
         self.new_inference()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Value ``stored``, gradient ``grad * mask`` to the hidden weights ``w``."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, stored: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(mask)
+        return stored.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
 
 
 class _StoredCache:
