@@ -398,7 +398,7 @@ def format_zoo(rows: list[dict], old: list[dict] | None = None) -> str:
         cols += ["train x old", "eval x old"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [r["model"], r["errors"], f"{r['train_clips_s']:.0f}", f"{r['eval_clips_s']:.0f}"]
+        cells = [r["model"], r["errors"], f"{r['train_clips_s']:.3g}", f"{r['eval_clips_s']:.3g}"]
         o = old_of.get((r["model"], r["errors"]))
         if old_of:
             cells += [f"{r['train_clips_s'] / o['train_clips_s']:.1f}" if o else "",
