@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..noise.base import ErrorModel
 from ..noise.binary import binary_weights
 from .base import NoisySynapse, is_integer_valued
+from .dtypes import engine_forward
 from .sampling import (brute_conv_reads, brute_linear_reads, exact_spike_reads, gaussian_reads, rowwise_linear,
                        with_reads)
 
@@ -150,6 +151,7 @@ class NoisyLinear(_Engine, nn.Linear):
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         return brute_linear_reads(self.error_model, x, wq)
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             fast = self.clean_map()
@@ -222,6 +224,7 @@ class NoisyConv2d(_Engine, nn.Conv2d):
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         return brute_conv_reads(self.error_model, x, wq, self)
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             fast = self.clean_map()

@@ -41,6 +41,7 @@ from ..noise.analog import DifferentialCells
 from ..noise.base import ErrorModel
 from .analog import ADC_RANGE, ARRAY, adc, add_input_noise, array_count, dac, tiled_matmul
 from .base import DRAWS, Draw, NoisySynapse, check_choice
+from .dtypes import engine_forward
 from .layers import NoisyConv2d, NoisyLinear
 
 __all__ = ["AnalogOptions", "ANALOG_OPTIONS", "AnalogSynapse", "TiledLinear", "TiledConv2d"]
@@ -317,6 +318,7 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"TiledLinear expects input (..., {self.in_features}), got shape {tuple(x.shape)}")
@@ -371,6 +373,7 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"TiledConv2d expects input (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
