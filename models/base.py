@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from spikenoise.synapse import new_inference
 
-__all__ = ["KWSModel", "image_batch"]
+__all__ = ["KWSModel", "image_batch", "project_sequence"]
 
 
 def image_batch(x: torch.Tensor, in_channels: int, input_size: tuple[int, int], model: str) -> torch.Tensor:
@@ -20,6 +20,21 @@ def image_batch(x: torch.Tensor, in_channels: int, input_size: tuple[int, int], 
         raise ValueError(f"{model} expects input (B, {in_channels}, {input_size[0]}, {input_size[1]}), "
                          f"got shape {tuple(x.shape)}")
     return x
+
+
+def project_sequence(syn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A feed-forward synapse applied to a whole sequence ``x`` ``(B, T, in)`` in one call -> ``(B, T, out)``.
+
+    Equal to calling ``syn`` once per timestep (the recurrent models' old loop): with no errors
+    or a static draw, the per-sample weights are shared by all timesteps (one ``(B, T, in)``
+    call keeps the draw per sample); a fresh draw per step and row (dynamic ``"step"`` or
+    ``"spike"`` reads) is a fresh draw per ``(sample, timestep)`` row of ``(B*T, in)``, the same
+    law (not the same random stream).
+    """
+    B, T = x.shape[:2]
+    if syn.read_mode == "frozen" or syn.pinned:
+        return syn(x)
+    return syn(x.reshape(B * T, x.shape[2])).reshape(B, T, -1)
 
 
 class KWSModel(nn.Module):

@@ -29,7 +29,7 @@ from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import LeakyReadout, light_gru_step
 
-from .base import KWSModel
+from .base import KWSModel, project_sequence
 from .registry import register_model
 
 __all__ = ["LightGRULayer", "RNN"]
@@ -47,8 +47,26 @@ class LightGRULayer(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if h is None:
             h = x.new_zeros(x.shape[0], self.n_hidden)
-        a, zbar = (self.W(x) + self.U(h)).chunk(2, dim=-1)
+        return self.step(self.W(x), h)
+
+    def step(self, wx: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
+        a, zbar = (wx + self.U(h)).chunk(2, dim=-1)
         return light_gru_step(a, zbar, h)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole sequence ``x`` ``(B, T, in)`` -> hidden states ``(B, T, H)``.
+
+        The input projection ``W x_t`` of all timesteps is one call (:func:`project_sequence`);
+        only the recurrent ``U h_{t-1}`` is stepped.
+        """
+        wx = project_sequence(self.W, x)
+        h = x.new_zeros(x.shape[0], self.n_hidden)
+        hs = []
+        for wx_t in wx.unbind(1):  # unbind: one backward node (slicing would add a full-size zero grad per step)
+            h = self.step(wx_t, h)
+            hs.append(h)
+        return torch.stack(hs, 1)
 
 
 @register_model("rnn", kws=True)
@@ -79,15 +97,17 @@ class RNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer by layer over the whole sequence (no layer feeds back into an earlier one), so
+        # every feed-forward synapse is one call per inference, not one per timestep
         self.start_inference(x, fixed_time=False)
-        hs: list[torch.Tensor | None] = [None] * len(self.layers)
+        seq = x
+        for layer in self.layers:
+            seq = layer.run(seq)
+        cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
-        for t in range(x.shape[1]):
-            inp = x[:, t]
-            for k, layer in enumerate(self.layers):
-                hs[k] = inp = layer(inp, hs[k])
-            m = self.readout(self.fc(inp), m)
+        for cur_t in cur.unbind(1):
+            m = self.readout(cur_t, m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

@@ -47,7 +47,7 @@ from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
 
-from .base import KWSModel
+from .base import KWSModel, project_sequence
 from .registry import register_model
 
 __all__ = ["SpikGRULayer", "SRNN", "SRNN_GAMMA"]
@@ -76,9 +76,24 @@ class SpikGRULayer(nn.Module):
         if state is None:
             z0 = x.new_zeros(x.shape[0], self.n_hidden)
             state = (z0, z0, z0)
-        wz, wi = self.W(x).chunk(2, dim=-1)
+        return self.step(self.W(x), state)
+
+    def step(self, wx: torch.Tensor, state: tuple[torch.Tensor, ...]):
+        """One timestep given the input projection ``wx = W(x_t)`` ``(B, 2H)``."""
+        wz, wi = wx.chunk(2, dim=-1)
         uz, ui = self.U(state[2]).chunk(2, dim=-1)
         return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole sequence ``x`` ``(B, T, in)`` -> spikes ``(B, T, H)`` (input projection in one call)."""
+        wx = project_sequence(self.W, x)
+        z0 = x.new_zeros(x.shape[0], self.n_hidden)
+        state = (z0, z0, z0)
+        spikes = []
+        for wx_t in wx.unbind(1):  # unbind: one backward node (slicing would add a full-size zero grad per step)
+            s, state = self.step(wx_t, state)
+            spikes.append(s)
+        return torch.stack(spikes, 1)
 
     def extra_repr(self) -> str:
         return f"hidden={self.n_hidden}, alpha init {TAU_INIT} clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
@@ -121,16 +136,17 @@ class SRNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer by layer over the whole sequence (as the RNN): feed-forward synapses are one call
         self.start_inference(x, fixed_time=False)
-        states: list = [None] * len(self.layers)
+        seq = x
+        for k, layer in enumerate(self.layers):
+            seq = layer.run(seq)
+            self.record_spikes(f"layer{k + 1}", seq.sum(1))
+        cur = project_sequence(self.fc, seq)
         m = None
         total = 0.0
-        for t in range(x.shape[1]):
-            inp = x[:, t]
-            for k, layer in enumerate(self.layers):
-                inp, states[k] = layer(inp, states[k])
-                self.record_spikes(f"layer{k + 1}", inp)
-            m = self.readout(self.fc(inp), m)
+        for cur_t in cur.unbind(1):
+            m = self.readout(cur_t, m)
             total = total + m
         self.timesteps = x.shape[1]
         return total / x.shape[1]

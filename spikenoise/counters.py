@@ -120,7 +120,9 @@ class _Tally:
             fan = module.out_features
             self.macs += float(x.numel()) * fan
             self.synops += float(ev.sum()) * fan
-            rows = x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
+            # every position of a (B, *, in) input is a step (the recurrent models project whole
+            # sequences (B, T, in) in one call)
+            rows = x.reshape(1, -1) if x.dim() == 1 else x.reshape(-1, x.shape[-1])
             rows_active = (rows != 0).any(dim=1)
         elif isinstance(module, NoisyElementwise):  # one cell per input element
             self.macs += float(x.numel())

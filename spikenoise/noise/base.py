@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["ErrorModel", "DiscreteLevels", "error_model_from_config", "check_probability"]
+__all__ = ["ErrorModel", "DiscreteLevels", "Reader", "error_model_from_config", "check_probability"]
 
 _REGISTRY: dict[str, type["ErrorModel"]] = {}
 
@@ -86,6 +86,14 @@ class ErrorModel:
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` independent reads of every stored value: shape ``(n, *stored.shape)``."""
         raise NotImplementedError
+
+    def reader(self, stored: torch.Tensor) -> "Reader":
+        """Repeated independent reads of fixed ``stored`` values (:class:`Reader`).
+
+        A synapse keeps the reader while its stored weights hold, so a model can prepare
+        per-weight state once (:class:`~spikenoise.noise.MultiLevelNVM` does). Default: :meth:`read`.
+        """
+        return Reader(self, stored)
 
     @property
     def noiseless(self) -> bool:
@@ -161,6 +169,26 @@ class ErrorModel:
 
     def __hash__(self) -> int:
         return hash(repr(sorted(self.config().items())))
+
+
+class Reader:
+    """Independent reads of fixed stored values ``stored`` of an error model (no gradient)."""
+
+    def __init__(self, error_model: ErrorModel, stored: torch.Tensor):
+        self.error_model = error_model
+        self.stored = stored.detach()
+
+    def read(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` independent reads of every stored value: shape ``(n, *stored.shape)``."""
+        return self.error_model.read(self.stored, n, generator)
+
+    def linear(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, out)``: row ``b`` of ``x`` ``(B, in)`` times its own fresh read of ``stored`` ``(out, in)``.
+
+        Differentiable in ``x``. Default: one ``(B, out, in)`` read tensor and a batched product.
+        """
+        reads = self.read(x.shape[0], generator)
+        return torch.bmm(reads, x.unsqueeze(-1)).squeeze(-1)
 
 
 def error_model_from_config(cfg: dict[str, Any]) -> ErrorModel:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from scipy.special import ndtr, ndtri
 
-from ._tables import InverseCDFTable, SumOfReads
-from .base import DiscreteLevels, ErrorModel
+from ._tables import SumOfReads, ThresholdReads
+from .base import DiscreteLevels, ErrorModel, Reader
 
 __all__ = ["MultiLevelNVM", "NOISE_LEVEL_P0"]
 
@@ -98,7 +98,7 @@ class MultiLevelNVM(ErrorModel):
                 raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
             self._sigma = sig
             self._P = self._gaussian_confusion(sig)
-        self._single: InverseCDFTable | None = None
+        self._single: ThresholdReads | None = None
         self._sums: SumOfReads | None = None
 
     # -- constructors ----------------------------------------------------------------------
@@ -174,7 +174,9 @@ class MultiLevelNVM(ErrorModel):
 
     @property
     def noiseless(self) -> bool:
-        return bool(np.array_equal(self._P, np.eye(self.n_levels)))
+        if getattr(self, "_noiseless", None) is None:  # asked at every layer call: computed once
+            self._noiseless = bool(np.array_equal(self._P, np.eye(self.n_levels)))
+        return self._noiseless
 
     def mean_error(self) -> torch.Tensor:
         """(L,) expected read error ``E[v_read - v_true]`` per level, in digital units."""
@@ -223,12 +225,21 @@ class MultiLevelNVM(ErrorModel):
         return s if s > 0 else 1.0
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _NVMReader(self, stored).read(n, generator)
+
+    def reader(self, stored: torch.Tensor) -> Reader:
+        """Reads of ``stored`` by exact inversion on 16 random bits per read (see
+        :class:`~spikenoise.noise._tables.ThresholdReads`), prepared once for repeated draws.
+        A subclass that overrides :meth:`read` gets a reader that calls it."""
+        if type(self).read is not MultiLevelNVM.read:
+            return Reader(self, stored)
+        return _NVMReader(self, stored)
+
+    def threshold_reads(self) -> ThresholdReads:
+        """The exact single-read sampler of this confusion matrix (built once)."""
         if self._single is None:
-            self._single = InverseCDFTable(list(self._P), [0] * self.n_levels)
-        idx = self.level_index(stored)
-        rows = idx.unsqueeze(0).expand(n, *idx.shape)
-        vals = torch.as_tensor(self._values, dtype=stored.dtype, device=stored.device)
-        return self._single.sample(rows, generator, lookup=vals)
+            self._single = ThresholdReads(self._P)
+        return self._single
 
     def sum_sampler(self) -> SumOfReads:
         """Exact sampler of summed errors of ``n`` reads (used by the fast per-spike path)."""
@@ -266,3 +277,20 @@ class MultiLevelNVM(ErrorModel):
         else:
             src = "sigma=[" + ", ".join(f"{s:.3f}" for s in self._sigma) + "]"
         return f"MultiLevelNVM(levels={lv} ({self.n_levels}), {src}, p_correct[{vals[mid]:g}]={self._P[mid, mid]:.2f})"
+
+
+class _NVMReader(Reader):
+    """Reads of fixed stored weights of a :class:`MultiLevelNVM` (per-weight thresholds built once)."""
+
+    def __init__(self, em: MultiLevelNVM, stored: torch.Tensor):
+        super().__init__(em, stored)
+        self.plan = em.threshold_reads().plan(em.level_index(stored))
+        self.values = em.values
+
+    def read(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.plan.read(n, self.values, self.stored.dtype, generator)
+
+    def linear(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.stored.dim() != 2:
+            return super().linear(x, generator)
+        return self.plan.linear(x, self.values, generator)

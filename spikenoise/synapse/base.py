@@ -15,6 +15,12 @@ per-layer ``scale``: ``y = scale * (x (*) W_read) + bias``. When ``W_read`` is d
     ``"row"`` (default): every batch row gets its own draw. ``"batch"``: one draw shared by all
     rows of a call (per-minibatch noise injection; static and per-step reads only).
 
+The stored weights (and what error models derive from them, e.g. per-weight read thresholds)
+are computed once and cached until the hidden weights change (torch's version counter: an
+optimizer step, ``copy_``/``load_state_dict`` under ``no_grad``; or a new tensor), the error
+options change, or a new inference starts. In-place writes through ``weight.data`` bypass the
+version counter (as they bypass autograd): call :func:`new_inference` after them.
+
 A *pinned* draw (:meth:`NoisySynapse.pin`, :meth:`NoisySynapse.release`) replaces the static draw
 for every call until released: one programmed chip (:func:`spikenoise.synapse.chips.programmed`).
 """
@@ -25,7 +31,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
-from ..noise.base import ErrorModel, error_model_from_config
+from ..noise.base import ErrorModel, Reader, error_model_from_config
 from ..noise.nvm import MultiLevelNVM
 
 __all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "Draw", "check_choice", "synapses",
@@ -87,6 +93,7 @@ class NoisySynapse:
         self.scale = nn.Parameter(torch.tensor(fan_in ** -0.5), requires_grad=learn_scale)
         self._draw: Draw | None = None
         self._pinned: Draw | None = None
+        self._stored: _StoredCache | None = None
         self.reset_hidden_parameters()
 
     def reset_hidden_parameters(self) -> None:
@@ -100,8 +107,13 @@ class NoisySynapse:
 
     # -- options ---------------------------------------------------------------------------
     def new_inference(self) -> None:
-        """Forget the static draw: the next read starts a new inference (a pinned draw stays)."""
+        """Forget the static draw: the next read starts a new inference (a pinned draw stays).
+
+        Also recomputes the cached stored weights at their next use.
+        """
         self._draw = None
+        self._stored = None
+        self._clean_map = None
 
     def set_errors(self, errors: str | None = None, reads: str | None = None, sampler: str | None = None,
                    error_model: ErrorModel | None = None, draws: str | None = None) -> None:
@@ -160,13 +172,42 @@ class NoisySynapse:
                 f"noise: {self.when_drawn()}")
 
     # -- weights ---------------------------------------------------------------------------
-    def quantized_weight(self) -> torch.Tensor:
-        """Stored weights, with a clipped straight-through gradient to the hidden weights."""
+    def stored_cache(self) -> "_StoredCache":
+        """The cache of the stored weights, rebuilt when the hidden weights or the error model changed."""
         w = self.weight
-        q = self.error_model.quantize(w.detach())
-        rng = self.error_model.ste_range()
-        wc = w if rng is None else w.clamp(rng[0], rng[1])
-        return wc + (q - wc).detach()
+        key = (w._version, w.data_ptr(), w.dtype, w.device, tuple(w.shape), id(self.error_model))
+        cache = getattr(self, "_stored", None)
+        if cache is None or cache.key != key:
+            cache = self._stored = _StoredCache(key, w, self.error_model)
+        return cache
+
+    def stored_weight(self) -> torch.Tensor:
+        """``error_model.quantize(weight)``: the stored weights (no gradient), cached."""
+        return self.stored_cache().stored
+
+    def reader(self) -> Reader:
+        """The error model's :class:`~spikenoise.noise.Reader` of the stored weights, cached with them."""
+        return self.stored_cache().reader()
+
+    def quantized_weight(self) -> torch.Tensor:
+        """Stored weights, with a clipped straight-through gradient to the hidden weights.
+
+        The value is exactly the cached stored weights; with gradients enabled the gradient is
+        that of ``clamp(weight, *ste_range)`` (1 inside the range, bounds included, else 0).
+        """
+        cache = self.stored_cache()
+        w = self.weight
+        if not (torch.is_grad_enabled() and w.requires_grad):
+            return cache.stored
+        mask = cache.derived.get("ste_mask")
+        if mask is None:
+            rng = self.error_model.ste_range()
+            hidden = cache.hidden
+            mask = torch.ones_like(hidden) if rng is None else ((hidden >= rng[0]) & (hidden <= rng[1])).to(hidden.dtype)
+            cache.derived["ste_mask"] = mask
+        # the clamp's gradient (1 inside the STE range, bounds included) from a mask computed once:
+        # a recurrent layer called every timestep no longer builds a clamp and its backward per step
+        return _StraightThrough.apply(w, cache.stored, mask)
 
     def scale_and_bias(self, y: torch.Tensor) -> torch.Tensor:
         """``scale * y + bias`` (bias on dim 1 for convolutions, on the last dim otherwise)."""
@@ -180,6 +221,10 @@ class NoisySynapse:
     # -- draws -----------------------------------------------------------------------------
     def sample_draw(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> Draw:
         """``n`` independent draws for ``stored`` weights: here the read weights ``(n, *W.shape)``."""
+        cache = getattr(self, "_stored", None)
+        if cache is not None and stored.detach().data_ptr() == cache.stored.data_ptr() \
+                and stored.shape == cache.stored.shape:
+            return cache.reader().read(n, generator)
         return self.error_model.read(stored.detach(), n, generator)
 
     def draw_reads(self, stored: torch.Tensor, draw: Draw) -> torch.Tensor:
@@ -231,6 +276,42 @@ class NoisySynapse:
         """Forget the pinned draw and start a new inference."""
         self._pinned = None
         self.new_inference()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Value ``stored``, gradient ``grad * mask`` to the hidden weights ``w``."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, stored: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(mask)
+        return stored.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
+
+
+class _StoredCache:
+    """Stored weights of one version of the hidden weights, and what is derived from them.
+
+    Holds a detached alias of the hidden weights so their memory cannot be reused by a new
+    tensor while the cache lives (the key compares addresses).
+    """
+
+    def __init__(self, key: tuple, weight: torch.Tensor, error_model: ErrorModel):
+        self.key = key
+        self.hidden = weight.detach()
+        self.error_model = error_model
+        self.stored = error_model.quantize(self.hidden)
+        self._reader: Reader | None = None
+        #: anything else a sampler derives from these stored weights (level indices, masks)
+        self.derived: dict = {}
+
+    def reader(self) -> Reader:
+        if self._reader is None:
+            self._reader = self.error_model.reader(self.stored)
+        return self._reader
 
 
 # ----------------------------------------------------------------------------------------------

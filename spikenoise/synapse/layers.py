@@ -61,19 +61,56 @@ class _Engine(NoisySynapse):
     def drawn_forward(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Forward with a static or per-call draw (``read_mode`` "frozen" or "per_row")."""
         reads = self.draw_reads(wq, self.draw_for(wq, x.shape[0]))
-        if self.draws == "batch" and reads.shape[0] == 1:
+        if reads.shape[0] == 1:
+            # one draw shared by all rows (draws="batch", a pinned chip): one plain map
             # value and input gradient through the drawn weights, weight gradient straight through
             return self.scale_and_bias(with_reads(x, wq, reads[0], self.op, self.op))
         reads = reads.expand(x.shape[0], *reads.shape[1:])  # a pinned chip is shared by the rows
         return self.scale_and_bias(with_reads(x, wq, reads, self.row_op, self.op))
 
+    def inference_only(self, x: torch.Tensor) -> bool:
+        """No gradient is needed from this call (the folded clean map applies)."""
+        return not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
+                                                  or self.scale.requires_grad
+                                                  or (self.bias is not None and self.bias.requires_grad)))
+
+    def clean_map(self) -> torch.Tensor | None:
+        """The folded weights of the last clean inference call if nothing changed since, else None.
+
+        A cheap check at the top of ``forward`` (the weight's and scale's versions and addresses,
+        the error options): clean inference then costs one plain torch call.
+        """
+        fast = getattr(self, "_clean_map", None)
+        if fast is None:
+            return None
+        w, s = self.weight, self.scale
+        if fast[0] != (w._version, s._version, w.data_ptr(), s.data_ptr(), id(self.error_model), self.errors):
+            return None
+        return fast[1]
+
+    def folded_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(scale * stored weights, bias)`` for a clean inference call: one plain torch map.
+
+        Cached with the stored weights; the scale's version is part of the key.
+        """
+        cache = self.stored_cache().derived
+        key = (self.scale._version, self.scale.data_ptr())
+        if cache.get("folded_key") != key:
+            cache["folded"] = self.stored_weight() * self.scale.detach()
+            cache["folded_key"] = key
+        w, s = self.weight, self.scale
+        self._clean_map = ((w._version, s._version, w.data_ptr(), s.data_ptr(), id(self.error_model), self.errors),
+                           cache["folded"])
+        return cache["folded"], None if self.bias is None else self.bias.detach()
+
     def spike_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Dynamic per-spike reads of input ``x`` (before scale and bias)."""
         how = self.resolve_sampler(x)
         if how == "gaussian":
-            return gaussian_reads(self.error_model, x, wq, self.op)
+            return gaussian_reads(self.error_model, x, wq, self.op, cache=self.stored_cache().derived)
         if how == "exact":
-            return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1))
+            return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1),
+                                     cache=self.stored_cache().derived)
         return self.brute_reads(x, wq)
 
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
@@ -116,17 +153,31 @@ class NoisyLinear(_Engine, nn.Linear):
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            fast = self.clean_map()
+            if fast is not None and x.dim() >= 1 and x.shape[-1] == self.in_features:
+                return F.linear(x, fast, self.bias)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"NoisyLinear expects input (..., {self.in_features}), got shape {tuple(x.shape)}")
-        wq = self.quantized_weight()
         mode = self.read_mode
+        if mode == "clean" and self.inference_only(x):
+            w, b = self.folded_weight()
+            return F.linear(x, w, b)
+        wq = self.quantized_weight()
         if mode == "clean":
             return self.scale_and_bias(F.linear(x, wq))
         if x.dim() == 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if mode == "per_row" and self.sampler == "gaussian" and self.draws == "row" and not self.pinned:
             # outputs use disjoint weights, so a per-output Gaussian is the moment-matched law
-            return self.scale_and_bias(gaussian_reads(self.error_model, x, wq, F.linear, counts_are_reads=False))
+            return self.scale_and_bias(gaussian_reads(self.error_model, x, wq, F.linear, counts_are_reads=False,
+                                                      cache=self.stored_cache().derived))
+        if mode == "per_row" and self.draws == "row" and not self.pinned and x.dim() == 2:
+            # a fresh read per row, drawn and reduced chunk by chunk (no (B, out, in) tensor)
+            y = self.reader().linear(x)
+            if wq.requires_grad and torch.is_grad_enabled():
+                y = y + F.linear(x, wq - wq.detach())  # straight-through gradient to the hidden weights
+            return self.scale_and_bias(y)
         if mode in ("frozen", "per_row"):
             return self.drawn_forward(x, wq)
         # per spike: every row of every middle dim is its own set of reads
@@ -175,10 +226,17 @@ class NoisyConv2d(_Engine, nn.Conv2d):
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            fast = self.clean_map()
+            if fast is not None and x.dim() == 4 and x.shape[1] == self.in_channels:
+                return F.conv2d(x, fast, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"NoisyConv2d expects input (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        wq = self.quantized_weight()
         mode = self.read_mode
+        if mode == "clean" and self.inference_only(x):
+            w, b = self.folded_weight()
+            return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        wq = self.quantized_weight()
         if mode == "clean":
             return self.scale_and_bias(self.conv(x, wq))
         if mode in ("frozen", "per_row"):

@@ -57,9 +57,17 @@ def _repeats(x: torch.Tensor) -> int:
 
 
 def gaussian_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
-                   counts_are_reads: bool = True) -> torch.Tensor:
-    """Approximate: Gaussian output with the exact mean and variance of the drawn sum."""
-    mean, var = em.read_moments(wq.detach())
+                   counts_are_reads: bool = True, cache: dict | None = None) -> torch.Tensor:
+    """Approximate: Gaussian output with the exact mean and variance of the drawn sum.
+
+    ``cache``: a dict kept while ``wq`` holds (the synapse's stored-weight cache) for the moments.
+    """
+    if cache is not None and "moments" in cache:
+        mean, var = cache["moments"]
+    else:
+        mean, var = em.read_moments(wq.detach())
+        if cache is not None:
+            cache["moments"] = (mean, var)
     mean = wq + (mean - wq.detach())
     # per spike, an integer input c is c reads (variance adds c times); a graded x, or any
     # input read once per step, is one read scaled by x (variance x^2)
@@ -110,42 +118,83 @@ def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, ch
     return y
 
 
-def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op, groups: int = 1) -> torch.Tensor:
+def _packing(levels: int, max_count: float) -> tuple[torch.dtype, int, int]:
+    """(dtype, bits, levels per matmul) that count the most levels per float operation exactly.
+
+    Counts up to ``max_count`` need ``bits`` bits; ``k`` levels packed as ``sum_j n_j 2**(bits j)``
+    stay exact integers in float32 (24-bit mantissa) or float64 (53). float64 costs about 2x.
+    """
+    bits = max(1, int(max_count).bit_length())
+    best = (torch.float32, bits, 1)
+    cost = levels  # one float32 matmul per level
+    for dtype, mant, price in ((torch.float32, 24, 1), (torch.float64, 53, 2)):
+        k = mant // bits
+        if k >= 1 and price * -(-levels // k) < cost:
+            cost, best = price * -(-levels // k), (dtype, bits, k)
+    return best
+
+
+def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op, groups: int = 1,
+                      cache: dict | None = None) -> torch.Tensor:
     """Exact per-spike dynamic reads without a per-read noise tensor.
 
-    ``op(input, weight)`` must accept a weight holding a slice of the output channels. For each
-    noisy level ``l`` the reads of that level are counted with one ``op`` against the 0/1 mask of
-    the weights stored at ``l``; the summed error of ``n`` iid reads of ``l`` is then drawn from
-    exact convolution-power tables. Positive and negative spike counts are separate reads
-    (subtracted). Output channels are processed in chunks (all at once for ``groups != 1``) so
-    the temporaries stay within :data:`MEMORY_BUDGET` (or the clean call's own working set).
+    ``op(input, weight)`` must accept a weight holding a slice of the output channels. The reads
+    of each noisy level ``l`` are counted per output with ``op`` against masks of the weights
+    stored at ``l``; several levels share one ``op`` by packing their counts into the bits of one
+    float (``sum_j n_j 2**(bits j)``, exact integers in float32/float64). The summed error of
+    ``n`` iid reads of ``l`` is then drawn from exact convolution-power tables, all levels in one
+    call. Positive and negative spike counts are separate reads (subtracted). Output channels are
+    processed in chunks (all at once for ``groups != 1``) so the temporaries stay within
+    :data:`MEMORY_BUDGET` (or the clean call's own working set). ``cache``: a dict kept while
+    ``wq`` holds (the synapse's stored-weight cache) for the level indices and masks.
     """
     lv = em.discrete()
     if lv is None:
         raise ValueError(f"exact per-spike reads need a discrete error model, got {em!r}")
     L = lv.values.numel()
     step = lv.step
-    idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
+    cache = {} if cache is None else cache
+    if "levels" not in cache:
+        idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
+        present = torch.bincount(idx.flatten(), minlength=L).tolist()
+        cache["levels"] = idx
+        cache["noisy"] = [lvl for lvl in range(L) if present[lvl] and float(lv.confusion[lvl, lvl]) < 1.0]
+    idx, noisy = cache["levels"], cache["noisy"]
     sums = em.sum_sampler()
     clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
     err = torch.zeros_like(clean, requires_grad=False)
-    parts = [(1.0, x.clamp_min(0))]
+    if not noisy:
+        return clean
+    parts = [(1.0, x.detach().clamp_min(0))]
     if bool((x < 0).any()):
-        parts.append((-1.0, (-x).clamp_min(0)))
-    present = torch.bincount(idx.flatten(), minlength=L).tolist()
-    noisy = [lvl for lvl in range(L) if present[lvl] and float(lv.confusion[lvl, lvl]) < 1.0]
+        parts.append((-1.0, (-x.detach()).clamp_min(0)))
+    max_count = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
+    dtype, bits, per = _packing(len(noisy), max_count)
+    groups_of = [noisy[i:i + per] for i in range(0, len(noisy), per)]
     out_ch = wq.shape[0]
-    per_ch = (wq[0].numel() * 4 + clean[:, :1].numel() * (4 + 3 * 8)) * len(parts)
+    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * (8 + len(noisy) * 3 * 8)) * len(parts)
     budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
     chunk = out_ch if groups != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
+    level_ids = torch.tensor(noisy, device=x.device).view(-1, *([1] * clean.dim()))
     with torch.no_grad():
-        for lvl in noisy:
-            level = torch.tensor(lvl, device=x.device)
-            for o0 in range(0, out_ch, chunk):
-                mask = (idx[o0:o0 + chunk] == lvl).to(x.dtype)
-                for sgn, xp in parts:
-                    n = torch.round(op(xp, mask)).to(torch.int64)
-                    drawn = sums.sample(level, n)
-                    del n
-                    err[:, o0:o0 + chunk].add_(drawn.to(x.dtype), alpha=sgn * step)
+        for o0 in range(0, out_ch, chunk):
+            o1 = min(out_ch, o0 + chunk)
+            key = ("masks", dtype, bits, o0, o1)
+            if key not in cache:
+                masks = []
+                for grp in groups_of:
+                    weight_of = torch.zeros(L, dtype=dtype, device=x.device)
+                    for j, lvl in enumerate(grp):
+                        weight_of[lvl] = float(2 ** (bits * j))
+                    masks.append(weight_of[idx[o0:o1]])
+                cache[key] = masks
+            for sgn, xp in parts:
+                xq = xp.to(dtype)
+                counts = []
+                for grp, mask in zip(groups_of, cache[key]):
+                    packed = torch.round(op(xq, mask)).to(torch.int64)
+                    for j in range(len(grp)):
+                        counts.append((packed >> (bits * j)) & ((1 << bits) - 1) if len(grp) > 1 else packed)
+                drawn = sums.sample(level_ids, torch.stack(counts))  # (levels, B, chunk, ...)
+                err[:, o0:o1].add_(drawn.sum(0).to(err.dtype), alpha=sgn * step)
     return clean + err
