@@ -51,7 +51,7 @@ DENSE_ABOVE = 1.0 / 32
 
 
 def _check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     return dtype
 
@@ -62,27 +62,65 @@ def _signed_bit_values(int_dtype: torch.dtype, width: int, device=None) -> torch
     return torch.tensor(vals, dtype=torch.int64, device=device).to(int_dtype)
 
 
+_FLOAT_FORMATS = {dt: name for name, (dt, _, _, _, _) in DTYPES.items() if name != "int8"}
+
+
+def _convert_nans(values: torch.Tensor, converted: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """``converted`` (``values`` cast from format ``src`` to ``dst``) with every NaN rebuilt bit by bit.
+
+    A float cast quiets signalling NaNs and may drop sign and payload (CPU float16 -> float32
+    gives 0x7FFFFFFF for every NaN), which would change the very bits a flip study counts. Here
+    a NaN keeps its sign and its mantissa bits, shifted to the new width (widening is exact;
+    narrowing keeps the top mantissa bits and sets the quiet bit only if none is left).
+    """
+    nan = torch.isnan(values)
+    if not bool(nan.any()):
+        return converted
+    _, sidt, _, _, snm = DTYPES[src]
+    _, didt, dw, dne, dnm = DTYPES[dst]
+    b = values[nan].view(sidt).to(torch.int64)
+    mant = b & ((1 << snm) - 1)
+    mant = mant << (dnm - snm) if dnm >= snm else mant >> (snm - dnm)
+    mant = torch.where(mant == 0, torch.full_like(mant, 1 << (dnm - 1)), mant)
+    pattern = (((1 << dne) - 1) << dnm) | mant
+    pattern = torch.where(b < 0, pattern - (1 << (dw - 1)), pattern)  # sign bit: two's complement
+    out = converted.clone()
+    out[nan] = pattern.to(didt).view(DTYPES[dst][0])
+    return out
+
+
+def _float_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x.to(dtype)`` keeping NaN sign and payload bits (see :func:`_convert_nans`)."""
+    out = x.to(dtype)
+    if x.dtype == dtype or x.dtype not in _FLOAT_FORMATS or dtype not in _FLOAT_FORMATS:
+        return out
+    return _convert_nans(x, out, _FLOAT_FORMATS[x.dtype], _FLOAT_FORMATS[dtype])
+
+
 def to_bits(x: torch.Tensor, dtype: str) -> torch.Tensor:
     """Bit pattern of ``x`` stored as ``dtype``: a signed int tensor of the same width, same shape.
 
-    Float formats cast (round to nearest) first; ``int8`` expects integer values in [-128, 127].
+    Float formats cast (round to nearest) first, NaN keeping its sign and top payload bits;
+    ``int8`` expects integer values in [-128, 127].
     """
     vdt, idt, _, _, _ = DTYPES[_check_dtype(dtype)]
     if dtype == "int8":
         return x.detach().round().clamp(-128, 127).to(torch.int8)
-    return x.detach().to(vdt).contiguous().view(idt)
+    return _float_cast(x.detach(), vdt).contiguous().view(idt)
 
 
 def from_bits(bits: torch.Tensor, dtype: str, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Inverse of :func:`to_bits`: the value of each bit pattern, cast to ``out_dtype``.
 
     A float64 pattern whose value exceeds the float32 range becomes ``inf`` in ``out_dtype``
-    (float32 compute) -- the same a processor converting the read value would get.
+    (float32 compute) -- the same a processor converting the read value would get. A NaN keeps
+    its sign and payload bits, signalling ones included (widening formats round-trip exactly:
+    ``to_bits(from_bits(b, "float16"), "float16") == b``).
     """
     vdt, _, _, _, _ = DTYPES[_check_dtype(dtype)]
     if dtype == "int8":
         return bits.to(out_dtype)
-    return bits.view(vdt).to(out_dtype)
+    return _float_cast(bits.view(vdt), out_dtype)
 
 
 def _bernoulli_positions(total: int, p: float, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -205,6 +243,8 @@ class BitFlip(ErrorModel):
     """
 
     kind = "bitflip"
+    #: exponent flips make inf/NaN reads by design: synapses propagate them (module docstring)
+    default_nonfinite = "propagate"
 
     def __init__(self, p01: float, p10: float | None = None, dtype: str = "float32",
                  bit_mask: int | Sequence[int] | None = None):
@@ -295,8 +335,8 @@ class BitFlip(ErrorModel):
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` independent reads: ``(n, *stored.shape)``, dtype of ``stored`` (inf/NaN kept)."""
-        if n < 0:
-            raise ValueError(f"number of reads must be >= 0, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"number of reads n must be an integer >= 0, got {n!r}")
         bits = to_bits(stored, self.dtype)
         # always a copy: to_bits may share memory with ``stored`` (flips below are in place)
         reads = bits.unsqueeze(0).repeat(n, *([1] * bits.dim()))

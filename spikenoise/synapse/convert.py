@@ -13,9 +13,10 @@ import torch
 import torch.nn as nn
 
 from ..noise.analog import DifferentialCells
-from ..noise.base import ErrorModel
+from ..noise.base import NONFINITE, ErrorModel, check_flag
 from ..noise.nvm import MultiLevelNVM
-from .base import ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, new_inference, synapses
+from .base import (ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, check_model, name_synapses, new_inference,
+                   synapses)
 from .layers import NoisyConv2d, NoisyLinear
 from .tiled import AnalogSynapse, TiledConv2d, TiledLinear, check_analog_names
 
@@ -100,9 +101,27 @@ def _hook_inferences(model: nn.Module) -> None:
         model._spikenoise_hooked = True  # type: ignore[assignment]
 
 
+def _check_error_model(error_model: Any) -> None:
+    if error_model is not None and not isinstance(error_model, ErrorModel):
+        raise TypeError(f"error_model must be an ErrorModel (e.g. MultiLevelNVM) or None, got {error_model!r}")
+
+
+def _check_finite_weights(model: nn.Module, kinds: tuple[type, ...]) -> None:
+    """ValueError naming the first layer of a type in ``kinds`` whose weight or bias is NaN/inf."""
+    for name, m in model.named_modules():
+        if type(m) in kinds:
+            for pname in ("weight", "bias"):
+                t = getattr(m, pname, None)
+                if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all()):
+                    raise ValueError(
+                        f"layer {name or type(m).__name__!r}: {pname} contains {int((~torch.isfinite(t)).sum())} "
+                        "NaN/inf value(s); fix the model, or pass nonfinite='propagate' to keep them")
+
+
 def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str = "static",
             reads: str = "spike", sampler: str = "auto", map_weights: bool = True,
-            learn_scale: bool = True, inference: str = "forward", inplace: bool = False) -> nn.Module:
+            learn_scale: bool = True, inference: str = "forward", inplace: bool = False,
+            nonfinite: str | None = None) -> nn.Module:
     """Replace every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` by its noisy counterpart.
 
     Args:
@@ -117,16 +136,35 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
             ``"manual"``: call :func:`spikenoise.new_inference(model)` yourself (models stepped
             one timestep per call).
         inplace: modify ``model`` itself instead of a deep copy.
+        nonfinite: ``"raise"`` (NaN/inf in weights or inputs is an error naming the layer) or
+            ``"propagate"``; None: the error model's default (``"propagate"`` for ``BitFlip``).
+
+    A model that already holds noisy synapses is refused (its options would silently stay):
+    change them with :func:`~spikenoise.synapse.base.configure`, or convert the float model.
 
     Returns:
         The converted model.
     """
+    check_model(model)
+    _check_error_model(error_model)
     check_choice("errors", errors, ERRORS)
     check_choice("reads", reads, READS)
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("inference", inference, ("forward", "manual"))
+    if nonfinite is not None:
+        check_choice("nonfinite", nonfinite, NONFINITE)
+    for flag, v in (("map_weights", map_weights), ("learn_scale", learn_scale), ("inplace", inplace)):
+        check_flag(flag, v)
+    done = [name or type(m).__name__ for name, m in model.named_modules() if isinstance(m, NoisySynapse)]
+    if done:
+        raise ValueError(f"{type(model).__name__} is already converted (noisy synapses: {', '.join(done[:3])}"
+                         f"{', ...' if len(done) > 3 else ''}); change its options with spikenoise.configure"
+                         "(model, ...) or convert the original float model")
     em = MultiLevelNVM() if error_model is None else error_model
-    kw = dict(error_model=em, errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale)
+    if (nonfinite or em.default_nonfinite) == "raise":
+        _check_finite_weights(model, (nn.Linear, nn.Conv2d))
+    kw = dict(error_model=em, errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale,
+              nonfinite=nonfinite)
 
     def factory(cls: type) -> Factory:
         def make(old: nn.Module) -> nn.Module:
@@ -138,6 +176,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
                            {nn.Linear: factory(NoisyLinear), nn.Conv2d: factory(NoisyConv2d)})
     if not any(True for _ in synapses(model)):
         raise ValueError(f"{type(model).__name__} has no nn.Linear or nn.Conv2d layer to convert")
+    name_synapses(model)
     if inference == "forward":
         _hook_inferences(model)
     return model
@@ -168,6 +207,13 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
 
     A model that had no synapses gets a forward pre-hook: every call is one inference.
     """
+    check_model(model)
+    _check_error_model(error_model)
+    if errors is not None:
+        check_choice("errors", errors, ERRORS)
+    if reads is not None:
+        check_choice("reads", reads, READS)
+    check_flag("inplace", inplace)
     check_analog_names(analog)
     had_synapses = any(True for _ in synapses(model))
 
@@ -194,6 +240,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
     model = replace_layers(model if inplace else safe_deepcopy(model), factories, update)
     if not analog_layers(model):
         raise ValueError(f"{type(model).__name__} has no linear or conv layer to tile")
+    name_synapses(model)
     if not had_synapses:
         _hook_inferences(model)
     return model
@@ -201,7 +248,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
 
 def set_analog(model: nn.Module, **options: Any) -> nn.Module:
     """Set tile options on every tiled layer of ``model`` (fields of ``AnalogOptions``)."""
-    layers = analog_layers(model)
+    layers = analog_layers(check_model(model))
     if not layers:
         raise ValueError(f"{type(model).__name__} has no tiled layers; use spikenoise.synapse.tile first")
     for layer in layers:
