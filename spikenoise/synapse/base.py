@@ -33,6 +33,7 @@ import torch.nn as nn
 
 from ..noise.base import NONFINITE, ErrorModel, check_flag, error_model_from_config
 from ..noise.nvm import MultiLevelNVM
+from .nonfinite import zero_with_grad
 
 __all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE", "Draw", "check_choice",
            "check_model", "synapses", "new_inference", "configure", "name_synapses"]
@@ -233,7 +234,8 @@ class NoisySynapse:
         q = self.error_model.quantize(w.detach())
         rng = self.error_model.ste_range()
         wc = w if rng is None else w.clamp(rng[0], rng[1])
-        return wc + (q - wc).detach()
+        # value exactly q; gradient 1 inside the range (0 at inf/NaN, where q - wc would be NaN)
+        return q + zero_with_grad(wc)
 
     def scale_and_bias(self, y: torch.Tensor) -> torch.Tensor:
         """``scale * y + bias`` (bias on dim 1 for convolutions, on the last dim otherwise)."""

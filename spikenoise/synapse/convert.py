@@ -157,7 +157,7 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
         check_flag(flag, v)
     done = [name or type(m).__name__ for name, m in model.named_modules() if isinstance(m, NoisySynapse)]
     if done:
-        raise ValueError(f"{type(model).__name__} is already converted (noisy synapses: {', '.join(done[:3])}"
+        raise ValueError(f"{type(model).__name__} is already converted (noisy synapses: {', '.join(map(repr, done[:3]))}"
                          f"{', ...' if len(done) > 3 else ''}); change its options with spikenoise.configure"
                          "(model, ...) or convert the original float model")
     em = MultiLevelNVM() if error_model is None else error_model

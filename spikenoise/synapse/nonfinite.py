@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["zero_skipping", "check_spike_counts", "BRUTE_MAX_COUNT", "FLOAT32_EXACT"]
+__all__ = ["zero_skipping", "zero_with_grad", "check_spike_counts", "BRUTE_MAX_COUNT", "FLOAT32_EXACT"]
 
 Op = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,6 +50,12 @@ def zero_skipping(op: Op) -> Op:
         return y + extra
 
     return safe
+
+
+def zero_with_grad(w: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped like ``w`` whose gradient w.r.t. ``w`` is 1 (0 at inf/NaN entries, where
+    ``w - w.detach()`` would be NaN): the straight-through term of a drawn forward."""
+    return torch.where(torch.isfinite(w.detach()), w - w.detach(), torch.zeros((), dtype=w.dtype, device=w.device))
 
 
 def check_spike_counts(x: torch.Tensor, limit: int, layer: str, sampler: str) -> None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..noise.base import ErrorModel
 from .base import is_integer_valued
+from .nonfinite import zero_with_grad
 
 __all__ = ["MEMORY_BUDGET", "exact_spike_reads", "brute_linear_reads", "brute_conv_reads", "gaussian_reads",
            "rowwise_linear", "with_reads"]
@@ -46,7 +47,7 @@ def with_reads(x: torch.Tensor, wq: torch.Tensor, reads: torch.Tensor, read_op: 
     """
     y = read_op(x, reads)
     if wq.requires_grad and torch.is_grad_enabled():
-        y = y + op(x, wq - wq.detach())
+        y = y + op(x, zero_with_grad(wq))
     return y
 
 
@@ -118,7 +119,7 @@ def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, ch
             y[s:e] += contract(xk[s:e], reads)
     y = y.reshape(B, conv.out_channels, Ho, Wo)
     if wq.requires_grad and torch.is_grad_enabled():
-        y = y + conv.conv(x, wq - wq.detach())  # straight-through gradient to hidden weights
+        y = y + conv.conv(x, zero_with_grad(wq))  # straight-through gradient to hidden weights
     return y
 
 
