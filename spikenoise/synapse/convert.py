@@ -49,18 +49,26 @@ def replace_layers(model: nn.Module, factories: dict[type, Factory],
     Other noisy synapses are passed to ``existing`` (if given) and not entered. Returns the
     model (a new object when ``model`` itself was replaced).
     """
-    def walk(parent: nn.Module) -> None:
+    def walk(parent: nn.Module, prefix: str) -> None:
         for name, child in list(parent.named_children()):
             if type(child) in factories:
-                setattr(parent, name, factories[type(child)](child))
+                try:
+                    setattr(parent, name, factories[type(child)](child))
+                except ValueError as e:  # say which layer a refused option belongs to
+                    label = type(child).__name__ if parent is holder else prefix + name
+                    raise ValueError(f"layer {label!r}: {e}") from None
             elif isinstance(child, NoisySynapse):
                 if existing is not None:
                     existing(child)
             else:
-                walk(child)
+                walk(child, f"{prefix}{name}.")
 
     holder = nn.ModuleList([model])
-    walk(holder)
+    for child in holder.children():
+        if type(child) in factories or isinstance(child, NoisySynapse):
+            walk(holder, "")  # the model itself is a layer: its name is ""
+        else:
+            walk(child, "")
     return holder[0]
 
 

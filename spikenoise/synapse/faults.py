@@ -88,6 +88,10 @@ def requantize(model: nn.Module, error_model: ErrorModel, *, errors: str = "stat
     as :func:`spikenoise.convert` does (``s = error_model.fit_scale(w)``, hidden ``w / s``, scale ``s``),
     so one trained float model can be re-stored as float16, int8, ... Works in place; returns ``model``.
     """
+    if not isinstance(error_model, ErrorModel):
+        raise TypeError(f"error_model must be an ErrorModel (e.g. BitFlip), got {error_model!r}")
+    if not any(True for _ in synapses(model)):
+        raise ValueError(f"{type(model).__name__} has no noisy synapses to requantize; use spikenoise.convert")
     for syn in synapses(model):
         w_eff = syn.error_model.quantize(syn.weight.detach()) * syn.scale.detach()
         s = error_model.fit_scale(w_eff)
@@ -112,6 +116,9 @@ class FlipActivations(nn.Module):
         if error_model is not None and not isinstance(error_model, BitFlip):
             raise ValueError(f"error_model must be a BitFlip or None, got {error_model!r}")
         self.error_model = error_model
+        if scale is not None and (isinstance(scale, (bool, str)) or not isinstance(scale, (int, float))
+                                  or not (0 < scale < float("inf"))):
+            raise ValueError(f"scale must be None or a finite number > 0, got {scale!r}")
         self.register_buffer("scale", torch.tensor(float("nan") if scale is None else float(scale)))
         self.calibrating = False
         self._absmax = 0.0
@@ -194,6 +201,9 @@ def calibrate_activations(model: nn.Module, batches: Iterable, max_batches: int 
     ``batches`` yields inputs or ``(x, y)`` pairs; the model runs in eval mode with flips off.
     Returns the scales in model order.
     """
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
+        raise ValueError(f"max_batches must be None or a positive integer, got {max_batches!r}")
     mods = activation_flips(model)
     if not mods:
         raise ValueError(f"{type(model).__name__} has no FlipActivations to calibrate")
