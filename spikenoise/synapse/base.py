@@ -294,6 +294,15 @@ class NoisySynapse:
             raise ValueError("a pinned draw (a programmed chip) needs static errors (errors='static' or "
                              f"reads='once'), got errors={self.errors!r}, reads={self.reads!r} in "
                              f"{type(self).__name__}")
+        shape = tuple(self.weight.shape)
+        try:
+            reads = self.draw_reads(self.weight.detach(), draw)
+            ok = isinstance(reads, torch.Tensor) and tuple(reads.shape[1:]) == shape and reads.shape[0] >= 1
+        except (TypeError, AttributeError, IndexError, RuntimeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.describe()}: draw must come from sample_draw (reads shaped (n, *{shape})), "
+                             f"got {type(draw).__name__} {getattr(draw, 'shape', '')}")
         self._pinned = draw
 
     def release(self) -> None:
