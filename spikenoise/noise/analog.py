@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .base import ErrorModel, check_flag
+from .base import ErrorModel, check_flag, check_reads
 
 __all__ = ["GaussianVariation", "DifferentialCells", "MAPPINGS"]
 
@@ -134,7 +134,7 @@ class GaussianVariation(_SignedUnitRange):
         return torch.full_like(stored, self.sigma)
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = _normal((n, *stored.shape), stored, generator)
+        z = _normal((check_reads(n), *stored.shape), stored, generator)
         return stored.unsqueeze(0) + self.std(stored).unsqueeze(0) * z
 
     @property
@@ -247,7 +247,7 @@ class DifferentialCells(_SignedUnitRange):
         Conductances in units of ``G_max``; the two cells' errors are independent.
         """
         gp, gm = self.cells(stored.detach())
-        zp = _normal((n, *stored.shape), stored, generator)
+        zp = _normal((check_reads(n), *stored.shape), stored, generator)
         zm = _normal((n, *stored.shape), stored, generator)
         # a cell's error is sigma (weight units) = sigma * dg (conductance units)
         ep = self.cell_std(gp).unsqueeze(0) * zp * self.dg

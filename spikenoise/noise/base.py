@@ -19,13 +19,14 @@ An error model answers three questions for the synapse engine (:mod:`spikenoise.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 __all__ = ["ErrorModel", "DiscreteLevels", "error_model_from_config", "check_probability", "check_flag",
-           "NONFINITE"]
+           "check_reads", "NONFINITE"]
 
 #: What a noisy synapse does with NaN/inf in its input or hidden weights: ``"raise"`` a ValueError
 #: naming the layer, or ``"propagate"`` them as IEEE arithmetic does (bit-flip studies, whose
@@ -46,6 +47,17 @@ def check_probability(name: str, p: float) -> float:
     if not 0.0 <= v <= 1.0 or v != v:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return v
+
+
+def check_reads(n: Any) -> int:
+    """``n`` (a number of reads) if it is an integer >= 0, else ValueError."""
+    try:
+        k = operator.index(n)  # ints, numpy ints, 0-d int tensors
+    except TypeError:
+        k = -1
+    if isinstance(n, bool) or k < 0:
+        raise ValueError(f"number of reads n must be an integer >= 0, got {n!r}")
+    return k
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from .base import ErrorModel, check_probability
+from .base import ErrorModel, check_flag, check_probability, check_reads
 
 __all__ = ["BitFlip", "DTYPES", "INT8_MAX", "to_bits", "from_bits", "flip_bits"]
 
@@ -104,6 +104,8 @@ def to_bits(x: torch.Tensor, dtype: str) -> torch.Tensor:
     ``int8`` expects integer values in [-128, 127].
     """
     vdt, idt, _, _, _ = DTYPES[_check_dtype(dtype)]
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if dtype == "int8":
         return x.detach().round().clamp(-128, 127).to(torch.int8)
     return _float_cast(x.detach(), vdt).contiguous().view(idt)
@@ -157,6 +159,9 @@ def flip_bits(bits: torch.Tensor, positions: Sequence[int], p01: float, p10: flo
     Returns a new tensor (or ``bits`` itself, modified, with ``inplace=True``; it must be contiguous).
     ``dense_above`` overrides :data:`DENSE_ABOVE` (which sampler runs; both are exact).
     """
+    p01, p10 = check_probability("p01", p01), check_probability("p10", p10)
+    if not isinstance(bits, torch.Tensor) or bits.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
+        raise TypeError(f"bits must be a signed int tensor (from to_bits), got {getattr(bits, 'dtype', type(bits))}")
     out = bits if inplace else bits.clone()
     pmax = max(p01, p10)
     if pmax <= 0.0 or not positions or out.numel() == 0:
@@ -269,6 +274,8 @@ class BitFlip(ErrorModel):
                 exponent: bool = False) -> "BitFlip":
         """All bits noisy except the protected fields (``sign``, ``exponent``)."""
         f = cls.fields(dtype)
+        check_flag("sign", sign)
+        check_flag("exponent", exponent)
         noisy = set(range(DTYPES[_check_dtype(dtype)][2]))
         if sign:
             noisy -= set(f["sign"])
@@ -335,8 +342,7 @@ class BitFlip(ErrorModel):
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` independent reads: ``(n, *stored.shape)``, dtype of ``stored`` (inf/NaN kept)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"number of reads n must be an integer >= 0, got {n!r}")
+        check_reads(n)
         bits = to_bits(stored, self.dtype)
         # always a copy: to_bits may share memory with ``stored`` (flips below are in place)
         reads = bits.unsqueeze(0).repeat(n, *([1] * bits.dim()))

@@ -17,7 +17,7 @@ import torch
 from scipy.special import ndtr, ndtri
 
 from ._tables import InverseCDFTable, SumOfReads
-from .base import DiscreteLevels, ErrorModel
+from .base import DiscreteLevels, ErrorModel, check_reads
 
 __all__ = ["MultiLevelNVM", "NOISE_LEVEL_P0"]
 
@@ -249,6 +249,7 @@ class MultiLevelNVM(ErrorModel):
         return s if s > 0 else 1.0
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_reads(n)
         if self._single is None:
             self._single = InverseCDFTable(list(self._P), [0] * self.n_levels)
         idx = self.level_index(stored)

@@ -302,7 +302,7 @@ class NoisySynapse:
             ok = False
         if not ok:
             raise ValueError(f"{self.describe()}: draw must come from sample_draw (reads shaped (n, *{shape})), "
-                             f"got {type(draw).__name__} {getattr(draw, 'shape', '')}")
+                             f"got {type(draw).__name__} {tuple(getattr(draw, 'shape', ())) or ''}")
         self._pinned = draw
 
     def release(self) -> None:

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from ..noise.base import ErrorModel
 from ..noise.bitflip import INT8_MAX, BitFlip
-from .base import synapses
+from .base import check_model, synapses
 
 __all__ = ["BiasFlips", "requantize", "FlipActivations", "insert_activation_flips", "set_activation_flips",
            "calibrate_activations", "activation_flips"]
@@ -151,7 +151,7 @@ class FlipActivations(nn.Module):
 
 def activation_flips(model: nn.Module) -> list[FlipActivations]:
     """All :class:`FlipActivations` modules inside ``model``."""
-    return [m for m in model.modules() if isinstance(m, FlipActivations)]
+    return [m for m in check_model(model).modules() if isinstance(m, FlipActivations)]
 
 
 def insert_activation_flips(model: nn.Module, error_model: BitFlip | None = None,
@@ -161,6 +161,9 @@ def insert_activation_flips(model: nn.Module, error_model: BitFlip | None = None
     Each matching child ``m`` is replaced by ``nn.Sequential(m, FlipActivations(error_model))``
     (state-dict keys of ``m`` gain a ``.0``). Returns the inserted modules, in model order.
     """
+    check_model(model)
+    if not isinstance(after, tuple) or not after or not all(isinstance(t, type) for t in after):
+        raise TypeError(f"after must be a non-empty tuple of module classes, got {after!r}")
     added: list[FlipActivations] = []
 
     def walk(parent: nn.Module) -> None:
