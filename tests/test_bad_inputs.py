@@ -334,3 +334,20 @@ def test_large_spike_counts_through_a_layer_are_exact_and_bounded():
     assert NVM2.sum_sampler().n_max <= TABLE_MAX_N
     pixels = torch.randint(0, 256, (8, 16)).float()
     assert torch.isfinite(layer(pixels)).all()
+
+
+# -------------------------------------------------------------------------- empty batches
+
+@pytest.mark.parametrize("make,x,shape", [
+    (lambda: NoisyConv2d(2, 3, 3, error_model=NVM2, errors="static", reads="once"), torch.zeros(0, 2, 5, 5),
+     (0, 3, 3, 3)),
+    (lambda: NoisyConv2d(2, 3, 3, error_model=NVM2, errors="dynamic", reads="spike"), torch.zeros(0, 2, 5, 5),
+     (0, 3, 3, 3)),
+    (lambda: NoisyLinear(4, 3, error_model=NVM2, errors="static"), torch.zeros(0, 4), (0, 3)),
+    (lambda: NoisyLinear(4, 3, error_model=NVM2, errors="dynamic", reads="step"), torch.zeros(2, 0, 4), (2, 0, 3)),
+    (lambda: TiledLinear(4, 3, error_model=DifferentialCells(0.1), errors="static"), torch.zeros(0, 4), (0, 3)),
+])
+def test_empty_batch_gives_an_empty_output(make, x, shape):
+    layer = make()
+    assert tuple(layer(x).shape) == shape
+    assert tuple(layer(torch.ones(1, *x.shape[1:]) if x.shape[0] == 0 else x).shape)[1:] == shape[1:]

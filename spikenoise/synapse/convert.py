@@ -232,6 +232,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
             kw: dict[str, Any] = dict(
                 error_model=em, errors=errors or (old.errors if noisy else "none"),
                 reads=reads or (old.reads if noisy else "once"), sampler=old.sampler if noisy else "auto",
+                nonfinite=old.nonfinite if noisy else None,
                 learn_scale=bool(old.scale.requires_grad) if noisy else True, **analog)
             new = cls(*_layer_args(old, "tile"), device=old.weight.device, dtype=old.weight.dtype, **kw)
             return _move_weights(old, new, None if noisy else em.fit_scale(old.weight))

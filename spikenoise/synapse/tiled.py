@@ -328,6 +328,8 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
         self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"TiledLinear expects input (..., {self.in_features}), got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            return self.empty_forward(x, self.quantized_weight())
         x = self.prepare_input(x)
         if self.use_engine():
             return NoisyLinear.forward(self, x)
@@ -384,6 +386,8 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
         self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"TiledConv2d expects input (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            return self.empty_forward(x, self.quantized_weight())
         x = self.prepare_input(x)
         if self.use_engine():
             return NoisyConv2d.forward(self, x)
