@@ -14,6 +14,11 @@ ones) or into a huge finite number. They are **kept as they are**: that is what 
 and computes with. Downstream, ``0 * inf`` and ``inf - inf`` give NaN logits; the studies count
 those samples (``nonfinite``) and score them with ``argmax`` as PyTorch does (NaN counts as the
 maximum), so a fully broken network scores about chance. Nothing is clamped or repaired silently.
+Synapses holding a ``BitFlip`` model therefore default to ``nonfinite="propagate"`` (other
+models raise on NaN/inf), and a zero input stays no read: ``0 x inf`` contributes 0, not NaN
+(:mod:`spikenoise.synapse.nonfinite`). A NaN read keeps its exact bit pattern, signalling NaNs
+included (a float cast would set the quiet bit, or on CPU replace float16 NaNs by one canonical
+NaN), so flip statistics measured on the read bits are exact.
 
 Sampling is exact and vectorized: for small probabilities (the usual case) the positions of the
 flips over all ``reads x elements x noisy bits`` are drawn directly as a Bernoulli process with

@@ -4,13 +4,14 @@
   ``new_inference``, ``configure``.
 * :mod:`.layers`: ``NoisyLinear``, ``NoisyConv2d``, ``BinaryLinear``, ``BinaryConv2d``.
 * :mod:`.sampling`: the per-spike samplers (exact, brute, gaussian) as functions.
+* :mod:`.nonfinite`: a zero input reads nothing, also of an inf/NaN weight; spike-count limits.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
 * :mod:`.convert`: ``convert`` and ``tile`` (one layer walker), ``set_analog``.
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
-Import order inside: base -> sampling -> layers -> analog -> tiled -> convert -> chips; faults
+Import order inside: nonfinite -> base -> sampling -> layers -> analog -> tiled -> convert -> chips; faults
 needs base only. Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
