@@ -15,7 +15,7 @@ Import order inside: nonfinite -> base -> sampling -> layers -> analog -> tiled 
 needs base only. Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
-from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
+from .base import DRAWS, ERRORS, NONFINITE, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
 from .chips import (LEVELS, box_stats, calibrate_adc_ranges, calibrate_input_ranges, fill_range, level_settings,
                     programmed)
 from .convert import analog_layers, convert, set_analog, tile
@@ -25,7 +25,7 @@ from .layers import BinaryConv2d, BinaryLinear, NoisyConv2d, NoisyLinear
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
 
 __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "BinaryConv2d", "convert", "configure",
-           "new_inference", "synapses", "ERRORS", "READS", "SAMPLERS", "DRAWS",
+           "new_inference", "synapses", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE",
            "TiledLinear", "TiledConv2d", "AnalogSynapse", "AnalogOptions", "ANALOG_OPTIONS", "InputNoise", "ARRAY",
            "ADC_RANGE", "adc", "dac", "tiled_matmul", "array_count", "tile", "set_analog", "analog_layers",
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",
