@@ -33,6 +33,9 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import BinaryConv2d, BinaryLinear, NoisySynapse, new_inference, synapses
 
+from .base import image_batch
+from .registry import register_model
+
 __all__ = ["SignSTE", "sign_ste", "BinaryActivation", "BinaryLinear", "BinaryConv2d", "BinaryMLP",
            "BinaryCNN", "bn_thresholds", "clip_hidden_weights", "DRAWS"]
 
@@ -117,6 +120,7 @@ class _BNN(nn.Module):
         return list(synapses(self))
 
 
+@register_model("binary_mlp")
 class BinaryMLP(_BNN):
     """Fully connected BNN (seed 002, Fig. 2a): ``in -> 4096 -> 4096 -> classes`` by default.
 
@@ -156,6 +160,7 @@ class BinaryMLP(_BNN):
         return x
 
 
+@register_model("binary_cnn")
 class BinaryCNN(_BNN):
     """Convolutional BNN (seed 002, Fig. 2b; Courbariaux's CIFAR-10 BNN scaled by ``width``).
 
@@ -209,9 +214,4 @@ class BinaryCNN(_BNN):
         self.feature_shape = (c, h, w)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"BinaryCNN expects input (B, {self.in_channels}, {self.input_size[0]}, "
-                             f"{self.input_size[1]}), got shape {tuple(x.shape)}")
-        return x
+        return image_batch(x, self.in_channels, self.input_size, "BinaryCNN")

@@ -15,12 +15,17 @@ biases that can be stored in (noisy) memory -- what the bit-flip study flips.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 
 from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.bitflip import BitFlip
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, READS, new_inference
+
+from .base import image_batch
+from .registry import register_model
 
 __all__ = ["VGG", "VGG_CONFIGS", "vgg", "fold_batchnorm"]
 
@@ -96,11 +101,7 @@ class VGG(nn.Module):
             self.classifier = nn.Sequential(nn.Dropout(dropout), NoisyLinear(flat, num_classes, **syn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"VGG expects input (B, {self.in_channels}, {self.input_size[0]}, {self.input_size[1]}), "
-                             f"got shape {tuple(x.shape)}")
+        x = image_batch(x, self.in_channels, self.input_size, "VGG")
         new_inference(self)  # one forward = one inference
         return self.classifier(self.features(x).flatten(1))
 
@@ -108,6 +109,10 @@ class VGG(nn.Module):
 def vgg(depth: int, **kwargs) -> VGG:
     """Shorthand: ``vgg(11, num_classes=10, in_channels=1, input_size=(8, 8), width=0.25)``."""
     return VGG(depth, **kwargs)
+
+
+for _depth in VGG_CONFIGS:  # "vgg11" .. "vgg19"
+    register_model(f"vgg{_depth}", partial(VGG, _depth))
 
 
 @torch.no_grad()
