@@ -137,7 +137,7 @@ def convolution_powers(pmf: np.ndarray, offset: int, n_max: int, tail: float = 2
 #: tables grow like ``n_max**2`` (support x rows), so larger counts (a spike count of 1e6, 8-bit
 #: pixel values) draw the per-outcome counts of the ``n`` reads directly: cost and memory per
 #: element independent of ``n``; both paths are exact.
-TABLE_MAX_N = 128
+TABLE_MAX_N = 512
 
 
 class SumOfReads:
