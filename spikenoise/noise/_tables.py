@@ -7,6 +7,9 @@ that resolution, far finer than float32 uniforms (2**-24). All rows are flattene
 sorted int64 key array ``row * 2**bits + threshold``. A look-up table on the top bits of the
 uniform resolves almost every draw with one gather; the few uniforms that fall into a bucket
 holding a threshold are resolved exactly by ``torch.searchsorted`` on the key array.
+
+Sums of more than :data:`TABLE_MAX_N` reads are not tabulated (tables grow like ``n**2``): the
+per-level counts of the reads are drawn as a multinomial (:meth:`SumOfReads.sample_counts`).
 """
 from __future__ import annotations
 
