@@ -94,8 +94,8 @@ class _Engine(NoisySynapse):
             return gaussian_reads(self.error_model, x, wq, self.op)
         if how == "exact":
             groups = getattr(self, "groups", 1)
-            if float(x.detach().abs().max()) * (wq[0].numel() if x.numel() else 0) >= FLOAT32_EXACT \
-                    and x.dtype != torch.float64:
+            most = float(x.detach().abs().max()) * wq[0].numel() if x.numel() else 0.0
+            if most >= FLOAT32_EXACT and x.dtype != torch.float64:
                 # per-output read counts may pass 2**24: count them in float64, where they are exact
                 y = exact_spike_reads(self.error_model, x.double(), wq.double(), self.op, groups)
                 return y.to(x.dtype)
