@@ -351,3 +351,21 @@ def test_empty_batch_gives_an_empty_output(make, x, shape):
     layer = make()
     assert tuple(layer(x).shape) == shape
     assert tuple(layer(torch.ones(1, *x.shape[1:]) if x.shape[0] == 0 else x).shape)[1:] == shape[1:]
+
+
+# -------------------------------------------------------------------------- --out of every study
+
+def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path, monkeypatch, capsys):
+    from spikenoise.cli import main
+    from spikenoise.studies.scaffold import StudyError, output_folder
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for out, words in ((f, ["is a file"]), (f / "sub", ["cannot be created", str(f)])):
+        assert main(["compare", "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--out" in err[0] and all(w in err[0] for w in words), err
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # a read-only folder (root writes anyway)
+    with pytest.raises(StudyError, match="not writable") as info:
+        output_folder(tmp_path / "new")
+    assert info.value.exit_code == 1 and not (tmp_path / "new").exists()

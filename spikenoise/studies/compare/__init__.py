@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ..scaffold import fmt_seconds, open_store, set_threads
+from ..scaffold import fmt_seconds, open_store, output_folder, set_threads
 from .options import PRESETS, VISIBLE_PRESETS, WIDTHS, add_arguments, resolve
 
 __all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "add_arguments", "main", "resolve"]
@@ -56,8 +56,7 @@ def main(args: argparse.Namespace) -> int:
     cfg["progress"] = args.progress
     t_start, cpu_start = time.perf_counter(), time.process_time()
     set_threads(cfg["threads"])
-    out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(cfg["out"])
     if args.fresh:
         protocol.remove_outputs(out)
     print(_header(cfg, out))
