@@ -7,7 +7,7 @@ The public API, in one place::
     net = sn.convert(my_snn, nvm, errors="dynamic", reads="spike")
     sn.new_inference(net)                               # static draws are per inference
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from .noise import (AIHWKIT_PCM, BitFlip, DifferentialCells, DiscreteLevels, DriftingPCM, ErrorModel,
                     GaussianVariation, MultiLevelNVM, NOISE_LEVEL_P0, PCMParams, binary_weights,
