@@ -11,9 +11,10 @@ The :class:`~spikenoise.models.CNN` topology with leaky integrate-and-fire neuro
         m_t  = beta_o * m_{t-1} + fc(flatten(s3_t))     # leaky integrator, no spikes
     logits = mean_t m_t
 
-LIF (:class:`~spikenoise.neurons.LIF`): ``v_t = beta * v_{t-1} + I_t - V_th s_{t-1}``,
-``s_t = H(v_t - V_th)``, ``V_th = 1``, ``beta`` learnable per channel, init 0.8, clamped [0, 1];
-surrogate ``1 / (1 + 10 (v - V_th)^2)`` (seed 000 II.D).
+LIF: ``snntorch.Leaky`` (:class:`~spikenoise.neurons.LeakyLIF`): ``v_t = beta * v_{t-1} + I_t -
+V_th s_{t-1}``, ``s_t = H(v_t - V_th)``, ``V_th = 1``, subtractive reset, ``beta`` learnable per
+channel, init 0.8, clamped [0, 1]; surrogate ``1 / (1 + 10 (v - V_th)^2)`` passed as snnTorch's
+``spike_grad`` (seed 000 II.D). Same numbers as the explicit-state :class:`~spikenoise.neurons.LIF`.
 
 Reads:
 
@@ -36,7 +37,7 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyConv2d, NoisyLinear
 
-from spikenoise.neurons import LIF, LeakyReadout
+from spikenoise.neurons import LeakyLIF, LeakyReadout
 
 from .base import KWSModel
 from .cnn import conv_output_shape
@@ -79,7 +80,7 @@ class SCNN(KWSModel):
         for k, c_out in enumerate(channels):
             self.convs.append(NoisyConv2d(c_in, c_out, kernel, stride, padding,
                                           reads=input_reads if k == 0 else reads, **syn))
-            self.lifs.append(LIF((c_out, 1, 1)))
+            self.lifs.append(LeakyLIF((c_out, 1, 1)))
             c_in, hw = c_out, conv_output_shape(hw, kernel, stride, padding)
         if min(hw) < 1:
             raise ValueError(f"input_shape {input_shape} is too small for {len(channels)} convolutions")
@@ -90,7 +91,7 @@ class SCNN(KWSModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.start_inference(x, fixed_time=True)
         img = x.unsqueeze(1)  # (B, 1, time, freq), graded, fed at every timestep
-        states: list = [None] * len(self.convs)
+        mems: list = [None] * len(self.convs)  # membrane of each LIF layer (snnTorch convention)
         m = None
         total = 0.0
         # input_reads="once": conv1 is computed once and its current held for every timestep
@@ -99,7 +100,7 @@ class SCNN(KWSModel):
             h = img
             for k, (conv, lif) in enumerate(zip(self.convs, self.lifs)):
                 cur = cur1 if k == 0 and cur1 is not None else conv(h)
-                h, states[k] = lif(cur, states[k])
+                h, mems[k] = lif(cur, torch.zeros_like(cur) if mems[k] is None else mems[k])
                 self.record_spikes(f"lif{k + 1}", h)
             m = self.readout(self.fc(h.flatten(1)), m)
             total = total + m

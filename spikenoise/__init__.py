@@ -13,12 +13,13 @@ from .noise import (AIHWKIT_PCM, BitFlip, DifferentialCells, DiscreteLevels, Dri
                     GaussianVariation, MultiLevelNVM, NOISE_LEVEL_P0, PCMParams, binary_weights,
                     error_model_from_config)
 from .results import ResultStore, mean_ci
-from .synapse import (DRAWS, ERRORS, READS, SAMPLERS, NoisyConv2d, NoisyLinear, NoisySynapse, configure, convert,
-                      new_inference, synapses)
+from .synapse import (DRAWS, ERRORS, READS, SAMPLERS, NoisyConv1d, NoisyConv2d, NoisyGRU, NoisyLinear, NoisyLSTM,
+                      NoisyRNN, NoisySynapse, configure, convert, new_inference, summary, synapses)
 
 __all__ = [
     "__version__", "ErrorModel", "DiscreteLevels", "MultiLevelNVM", "NOISE_LEVEL_P0", "error_model_from_config",
     "BitFlip", "binary_weights", "GaussianVariation", "DifferentialCells", "DriftingPCM", "PCMParams", "AIHWKIT_PCM",
-    "NoisyLinear", "NoisyConv2d", "NoisySynapse", "convert", "configure", "new_inference", "synapses",
+    "NoisyLinear", "NoisyConv1d", "NoisyConv2d", "NoisyRNN", "NoisyGRU", "NoisyLSTM", "NoisySynapse", "summary",
+    "convert", "configure", "new_inference", "synapses",
     "ERRORS", "READS", "SAMPLERS", "DRAWS", "ResultStore", "mean_ci",
 ]

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .synapse import NoisyConv2d, NoisyLinear, NoisySynapse
+from .synapse import NoisyConv1d, NoisyConv2d, NoisyElementwise, NoisyLinear, NoisySynapse
 
 __all__ = ["count_parameters", "count_operations", "spike_rates", "conv_fanout"]
 
@@ -100,7 +100,10 @@ class _Tally:
         x = args[0]
         if not isinstance(x, torch.Tensor):
             return
-        x = x.detach()
+        # integer/bool spike tensors are counts; a Conv1d runs as a Conv2d of height 1
+        x = x.detach() if x.is_floating_point() else x.detach().to(torch.float64)
+        if isinstance(module, NoisyConv1d):
+            x = x.unsqueeze(2)
         self.calls += 1
         self.input_shape = tuple(x.shape)
         integer = bool(torch.equal(x, torch.round(x)))
@@ -119,7 +122,11 @@ class _Tally:
             self.synops += float(ev.sum()) * fan
             rows = x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
             rows_active = (rows != 0).any(dim=1)
-        else:  # pragma: no cover - only the two synapse types exist
+        elif isinstance(module, NoisyElementwise):  # one cell per input element
+            self.macs += float(x.numel())
+            self.synops += float(ev.sum())
+            rows_active = (x.reshape(x.shape[0], -1) != 0).any(dim=1)
+        else:  # a synapse type without a counting rule is not counted
             return
         self.step_reads += float(rows_active.sum()) * module.weight.numel()  # type: ignore[attr-defined]
 

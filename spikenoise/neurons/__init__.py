@@ -6,10 +6,10 @@ neuron has parameters of its own, a module around it (snnTorch style, surrogate 
 ``spike_grad``). Synapses are not here: the layers that hold them are in :mod:`spikenoise.models`.
 Import order: noise -> synapse -> neurons -> models.
 """
-from .gru import light_gru_step, spikgru_step
-from .lif import LIF, lif_step
+from .gru import SpikGRU, light_gru_step, spikgru_step
+from .lif import LIF, LeakyLIF, lif_step
 from .readout import LeakyReadout, leaky_step
-from .surrogate import GAMMA, TAU_INIT, V_TH, SpikeFunction, SpikeGrad, spike, time_constant
+from .surrogate import GAMMA, TAU_INIT, V_TH, SpikeFunction, SpikeGrad, spike, spike_shifted, time_constant
 
-__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "SpikeGrad", "spike", "time_constant",
-           "LIF", "lif_step", "LeakyReadout", "leaky_step", "light_gru_step", "spikgru_step"]
+__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "SpikeGrad", "spike", "spike_shifted", "time_constant",
+           "LIF", "LeakyLIF", "lif_step", "LeakyReadout", "leaky_step", "light_gru_step", "spikgru_step", "SpikGRU"]

@@ -18,10 +18,11 @@ SpikGRU (Dampfhoffer et al., ICANN 2022; single-gate)::
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
-from .surrogate import GAMMA, V_TH, SpikeGrad, spike
+from .surrogate import GAMMA, TAU_INIT, V_TH, SpikeGrad, spike, time_constant
 
-__all__ = ["light_gru_step", "spikgru_step"]
+__all__ = ["light_gru_step", "spikgru_step", "SpikGRU"]
 
 
 def light_gru_step(a: torch.Tensor, zbar: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -44,3 +45,46 @@ def spikgru_step(wz: torch.Tensor, wi: torch.Tensor, uz: torch.Tensor, ui: torch
     v = z * v + (1 - z) * i - threshold * s.detach()
     s = spike_grad(v, threshold, gamma)
     return s, (i, v, s)
+
+
+class SpikGRU(nn.Module):
+    """SpikGRU as an snnTorch-style neuron: ``spk, state = neuron(cur, state)``.
+
+    Like snnTorch's ``RLeaky`` it owns its recurrent synapse and takes the feed-forward current
+    from the layer before it: ``cur = [W_z x; W_i x]`` ``(B, 2H)`` (e.g. ``nn.Linear(n_in, 2H)``).
+
+    Args:
+        hidden: number of neurons ``H``.
+        recurrent: the recurrent synapse ``s_{t-1} -> [U_z s; U_i s]`` ``(B, H) -> (B, 2H)``;
+            default ``nn.Linear(H, 2H)`` (``spikenoise.convert`` maps it like any linear layer).
+        alpha_init, threshold, gamma, spike_grad: as :func:`spikgru_step`; ``alpha`` is learnable
+            per neuron, clamped to [0, 1]. The zoo's SRNN uses ``gamma = 30``
+            (``spikenoise.models.srnn.SRNN_GAMMA``); the default here is the paper's 10.
+
+    ``state = (i, v, s)``, each ``(B, H)``; ``None`` starts from zeros.
+    """
+
+    def __init__(self, hidden: int, *, recurrent: nn.Module | None = None, alpha_init: float = TAU_INIT,
+                 threshold: float = V_TH, gamma: float = GAMMA, spike_grad: SpikeGrad = spike):
+        super().__init__()
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive int, got {hidden!r}")
+        self.hidden = hidden
+        self.recurrent = nn.Linear(hidden, 2 * hidden) if recurrent is None else recurrent
+        self.alpha = time_constant((hidden,), alpha_init)
+        self.threshold, self.gamma, self.spike_grad = float(threshold), float(gamma), spike_grad
+
+    def forward(self, cur: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+        if cur.dim() != 2 or cur.shape[1] != 2 * self.hidden:
+            raise ValueError(f"SpikGRU expects a current (B, {2 * self.hidden}) = [W_z x; W_i x], "
+                             f"got shape {tuple(cur.shape)}")
+        if state is None:
+            z0 = cur.new_zeros(cur.shape[0], self.hidden)
+            state = (z0, z0, z0)
+        wz, wi = cur.chunk(2, dim=-1)
+        uz, ui = self.recurrent(state[2]).chunk(2, dim=-1)
+        return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma,
+                            self.spike_grad)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}, alpha clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"

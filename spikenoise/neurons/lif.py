@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .surrogate import GAMMA, TAU_INIT, V_TH, SpikeGrad, spike, time_constant
+import snntorch
 
-__all__ = ["LIF", "lif_step"]
+from .surrogate import GAMMA, TAU_INIT, V_TH, SpikeGrad, spike, spike_shifted, time_constant
+
+__all__ = ["LIF", "lif_step", "LeakyLIF"]
 
 
 def lif_step(cur: torch.Tensor, v: torch.Tensor, s: torch.Tensor, beta: torch.Tensor, threshold: float = V_TH,
@@ -64,3 +66,27 @@ class LIF(nn.Module):
 
     def extra_repr(self) -> str:
         return f"beta={tuple(self.beta.shape)} (init 0.8, clamped [0,1]), threshold={self.threshold}, gamma={self.gamma}"
+
+
+class LeakyLIF(snntorch.Leaky):
+    """:class:`LIF` as an ``snntorch.Leaky``: learnable ``beta`` of ``shape`` (init 0.8, clamped
+    [0, 1] by snnTorch), subtractive reset (detached, delayed one step as in snnTorch's default)
+    and the paper's surrogate passed as ``spike_grad`` (:func:`~.surrogate.spike_shifted`).
+
+    Same numbers as :class:`LIF`, snnTorch's calling convention: ``spk, mem = lif(cur, mem)``;
+    pass ``mem`` explicitly (zeros at the first step: snnTorch would otherwise reuse the ``mem``
+    left from the previous call). Its state_dict holds ``beta`` only, as :class:`LIF`'s (the
+    threshold is fixed), so checkpoints of either load into the other.
+    """
+
+    def __init__(self, shape: tuple[int, ...], beta_init: float = TAU_INIT, threshold: float = V_TH):
+        super().__init__(beta=torch.full(shape, float(beta_init)), learn_beta=True, threshold=float(threshold),
+                         spike_grad=spike_shifted, reset_mechanism="subtract")
+        # snnTorch lists every neuron ever built (for its init_hidden=True helpers, unused here);
+        # that list would keep every zoo model, and the graph of its last forward, alive
+        if self in snntorch.SpikingNeuron.instances:
+            snntorch.SpikingNeuron.instances.remove(self)
+        for name in ("threshold", "graded_spikes_factor", "reset_mechanism_val"):
+            value = getattr(self, name)
+            delattr(self, name)
+            self.register_buffer(name, value, persistent=False)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "spike", "time_constant", "SpikeGrad"]
+__all__ = ["V_TH", "GAMMA", "TAU_INIT", "SpikeFunction", "spike", "spike_shifted", "time_constant", "SpikeGrad"]
 
 #: firing threshold (seed 000 section II.D)
 V_TH = 1.0
@@ -49,6 +49,11 @@ class SpikeFunction(torch.autograd.Function):
 def spike(v: torch.Tensor, threshold: float = V_TH, gamma: float = GAMMA) -> torch.Tensor:
     """Spikes ``H(v - threshold)`` (0./1. floats) with the SpikGRU surrogate gradient."""
     return SpikeFunction.apply(v - threshold, gamma)
+
+
+def spike_shifted(x: torch.Tensor) -> torch.Tensor:
+    """:func:`spike` of ``x = v - V_th`` with ``gamma = GAMMA``: snnTorch's ``spike_grad`` signature."""
+    return SpikeFunction.apply(x, GAMMA)
 
 
 def time_constant(shape: tuple[int, ...], init: float = TAU_INIT) -> nn.Parameter:

@@ -7,21 +7,35 @@
 * :mod:`.nonfinite`: a zero input reads nothing, also of an inf/NaN weight; spike-count limits.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
+* :mod:`.dtypes`: accepted input dtypes (integer/bool spikes, float16/bfloat16) and compute dtype.
+* :mod:`.conv1d`, :mod:`.conv3d`: ``NoisyConv1d``, ``NoisyConv3d``.
+* :mod:`.recurrent`: ``NoisyRNN``, ``NoisyGRU``, ``NoisyLSTM`` and their cells (a noisy synapse per
+  gate matrix).
+* :mod:`.snn_libraries`: snnTorch one-to-one weights (``NoisyElementwise``) and Norse cell
+  weights (``NoisyLinearWeight``).
+* :mod:`.mapping`: ``WeightMapping`` (trained float weight -> synapse, shared by every layer type).
 * :mod:`.convert`: ``convert`` and ``tile`` (one layer walker), ``set_analog``.
+* :mod:`.inventory`: ``summary`` (table of synapses), ``unmapped_parameters``.
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
-Import order inside: nonfinite -> base -> sampling -> layers -> analog -> tiled -> convert -> chips; faults
-needs base only. Nothing here imports training, evaluation, models or studies.
+Import order inside: nonfinite -> base -> dtypes -> sampling -> layers -> analog -> tiled; mapping -> conv1d,
+conv3d, recurrent, snn_libraries -> inventory -> convert -> chips; faults needs base only.
+Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
 from .base import DRAWS, ERRORS, NONFINITE, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
 from .chips import (LEVELS, box_stats, calibrate_adc_ranges, calibrate_input_ranges, fill_range, level_settings,
                     programmed)
+from .conv1d import NoisyConv1d
+from .conv3d import NoisyConv3d
 from .convert import analog_layers, convert, set_analog, tile
 from .faults import (BiasFlips, FlipActivations, activation_flips, calibrate_activations, insert_activation_flips,
                      requantize, set_activation_flips)
 from .layers import BinaryConv2d, BinaryLinear, NoisyConv2d, NoisyLinear
+from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
+from .snn_libraries import NoisyElementwise, NoisyLinearWeight
+from .inventory import SynapseTable, summary, unmapped_parameters
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
 
 __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "BinaryConv2d", "convert", "configure",
@@ -30,4 +44,6 @@ __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "Binary
            "ADC_RANGE", "adc", "dac", "tiled_matmul", "array_count", "tile", "set_analog", "analog_layers",
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",
            "level_settings", "LEVELS", "BiasFlips", "requantize", "FlipActivations", "insert_activation_flips",
-           "set_activation_flips", "calibrate_activations", "activation_flips"]
+           "set_activation_flips", "calibrate_activations", "activation_flips", "NoisyConv1d", "NoisyConv3d", "NoisyRNN", "NoisyGRU",
+           "NoisyLSTM", "NoisyRNNCell", "NoisyGRUCell", "NoisyLSTMCell", "NoisyElementwise", "NoisyLinearWeight",
+           "summary", "SynapseTable", "unmapped_parameters"]

@@ -17,7 +17,13 @@ from ..noise.base import NONFINITE, ErrorModel, check_flag
 from ..noise.nvm import MultiLevelNVM
 from .base import (ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, check_model, name_synapses, new_inference,
                    synapses)
+from .conv1d import NoisyConv1d
+from .conv3d import NoisyConv3d
 from .layers import NoisyConv2d, NoisyLinear
+from .mapping import WeightMapping
+from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
+from .snn_libraries import norse_factories, snntorch_factories
+from .inventory import unmapped_parameters
 from .tiled import AnalogSynapse, TiledConv2d, TiledLinear, check_analog_names
 
 __all__ = ["convert", "tile", "set_analog", "replace_layers", "safe_deepcopy", "analog_layers"]
@@ -115,25 +121,78 @@ def _check_error_model(error_model: Any) -> None:
 
 
 def _check_finite_weights(model: nn.Module, kinds: tuple[type, ...]) -> None:
-    """ValueError naming the first layer of a type in ``kinds`` whose weight or bias is NaN/inf."""
+    """ValueError naming the first layer of a type in ``kinds`` with a NaN/inf parameter."""
     for name, m in model.named_modules():
         if type(m) in kinds:
-            for pname in ("weight", "bias"):
-                t = getattr(m, pname, None)
-                if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all()):
+            for pname, t in m.named_parameters(recurse=False):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                     raise ValueError(
                         f"layer {name or type(m).__name__!r}: {pname} contains {int((~torch.isfinite(t)).sum())} "
                         "NaN/inf value(s); fix the model, or pass nonfinite='propagate' to keep them")
 
 
+def convert_factories(mapping: WeightMapping) -> dict[type, Factory]:
+    """The class -> factory map of :func:`convert` (one line per layer type)."""
+    def conv2d(old: nn.Module) -> nn.Module:
+        new = NoisyConv2d(*_layer_args(old, "convert"), device=old.weight.device, dtype=old.weight.dtype,
+                          **mapping.synapse_kwargs())
+        return mapping.fill(new, old.weight, old.bias, old.training)
+
+    def linear(old: nn.Module) -> nn.Module:
+        new = NoisyLinear(*_layer_args(old, "convert"), device=old.weight.device, dtype=old.weight.dtype,
+                          **mapping.synapse_kwargs())
+        return mapping.fill(new, old.weight, old.bias, old.training)
+
+    factories: dict[type, Factory] = {
+        nn.Linear: linear,
+        nn.Conv2d: conv2d,
+        nn.Conv1d: lambda old: NoisyConv1d.from_torch(old, mapping),
+        nn.Conv3d: lambda old: NoisyConv3d.from_torch(old, mapping),
+        nn.RNN: lambda old: NoisyRNN.from_torch(old, mapping),
+        nn.GRU: lambda old: NoisyGRU.from_torch(old, mapping),
+        nn.LSTM: lambda old: NoisyLSTM.from_torch(old, mapping),
+        nn.RNNCell: lambda old: NoisyRNNCell.from_torch(old, mapping),
+        nn.GRUCell: lambda old: NoisyGRUCell.from_torch(old, mapping),
+        nn.LSTMCell: lambda old: NoisyLSTMCell.from_torch(old, mapping),
+    }
+    def convert_children(module: nn.Module) -> nn.Module:
+        for name, child in list(module.named_children()):
+            setattr(module, name, replace_layers(child, factories))
+        return module
+
+    factories.update(snntorch_factories(mapping, convert_children))
+    factories.update(norse_factories(mapping))
+    return factories
+
+
+def _check_keep_clean(model: nn.Module, keep_clean) -> tuple[str, ...]:
+    if isinstance(keep_clean, str):
+        raise ValueError(f"keep_clean must be a list of module paths, got the string {keep_clean!r}")
+    keep = tuple(keep_clean or ())
+    paths = {name for name, _ in model.named_modules()}
+    bad = [k for k in keep if not isinstance(k, str) or k not in paths]
+    if bad:
+        some = ", ".join(sorted(p for p in paths if p)[:12])
+        raise ValueError(f"keep_clean names no module of {type(model).__name__}: {bad!r}; module paths are e.g. "
+                         f"{some}")
+    return keep
+
+
 def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str = "static",
             reads: str = "spike", sampler: str = "auto", map_weights: bool = True,
             learn_scale: bool = True, inference: str = "forward", inplace: bool = False,
-            nonfinite: str | None = None) -> nn.Module:
-    """Replace every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` by its noisy counterpart.
+            keep_clean: list[str] | tuple[str, ...] = (), nonfinite: str | None = None) -> nn.Module:
+    """Put every synaptic weight of ``model`` into noisy NVM synapses.
+
+    Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` and
+    their cells (every gate matrix), snnTorch's ``RLeaky``/``RSynaptic`` recurrent weights (all-to-all and
+    one-to-one) and Norse's weight-owning cells (``input_weights``/``recurrent_weights``). Nothing
+    is skipped silently: a floating-point parameter left outside a noisy synapse (other than
+    normalization layers and neuron parameters such as ``beta``; see
+    :func:`spikenoise.synapse.inventory.unmapped_parameters`) raises ``ValueError`` naming it.
 
     Args:
-        model: any PyTorch or snnTorch model.
+        model: any PyTorch, snnTorch or Norse model.
         error_model: e.g. ``MultiLevelNVM.noise_level(2)`` (default: error-free 8-level NVM).
         errors, reads, sampler: see :mod:`spikenoise.synapse`.
         map_weights: map each layer's trained float weights onto the stored range: hidden weights
@@ -143,7 +202,9 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
             starts automatically; right for models that loop over time inside forward);
             ``"manual"``: call :func:`spikenoise.new_inference(model)` yourself (models stepped
             one timestep per call).
-        inplace: modify ``model`` itself instead of a deep copy.
+        inplace: modify ``model`` itself instead of a deep copy (on an error the model may be
+            partly converted).
+        keep_clean: module paths (as in ``model.named_modules()``) to leave error-free on purpose.
         nonfinite: ``"raise"`` (NaN/inf in weights or inputs is an error naming the layer) or
             ``"propagate"``; None: the error model's default (``"propagate"`` for ``BitFlip``).
 
@@ -168,22 +229,30 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
         raise ValueError(f"{type(model).__name__} is already converted (noisy synapses: {', '.join(map(repr, done[:3]))}"
                          f"{', ...' if len(done) > 3 else ''}); change its options with spikenoise.configure"
                          "(model, ...) or convert the original float model")
+    keep = _check_keep_clean(model, keep_clean)
     em = MultiLevelNVM() if error_model is None else error_model
+    mapping = WeightMapping(em, errors, reads, sampler, learn_scale, map_weights)
     if (nonfinite or em.default_nonfinite) == "raise":
-        _check_finite_weights(model, (nn.Linear, nn.Conv2d))
-    kw = dict(error_model=em, errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale,
-              nonfinite=nonfinite)
-
-    def factory(cls: type) -> Factory:
-        def make(old: nn.Module) -> nn.Module:
-            new = cls(*_layer_args(old, "convert"), device=old.weight.device, dtype=old.weight.dtype, **kw)
-            return _move_weights(old, new, em.fit_scale(old.weight) if map_weights else 1.0)
-        return make
-
-    model = replace_layers(model if inplace else safe_deepcopy(model),
-                           {nn.Linear: factory(NoisyLinear), nn.Conv2d: factory(NoisyConv2d)})
-    if not any(True for _ in synapses(model)):
-        raise ValueError(f"{type(model).__name__} has no nn.Linear or nn.Conv2d layer to convert")
+        _check_finite_weights(model, tuple(convert_factories(mapping)))
+    model = model if inplace else safe_deepcopy(model)
+    kept = {id(m) for path, m in model.named_modules()
+            if any(path == k or path.startswith(k + ".") for k in keep)}
+    factories = {cls: (lambda make: lambda old: old if id(old) in kept else make(old))(make)
+                 for cls, make in convert_factories(mapping).items()}
+    model = replace_layers(model, factories)
+    missing = unmapped_parameters(model, keep)
+    if not missing and not any(True for _ in synapses(model)):
+        raise ValueError(f"{type(model).__name__} has no nn.Linear, nn.Conv1d/2d/3d, nn.RNN/GRU/LSTM, snnTorch "
+                         "RLeaky/RSynaptic or Norse cell with weights to convert")
+    if missing:
+        raise ValueError(
+            f"convert could not put {len(missing)} weight parameter(s) of {type(model).__name__} into noisy "
+            "synapses; they would stay error-free:\n  " + "\n  ".join(missing) +
+            "\nReplace those modules by supported layers, or pass keep_clean=[<module path>, ...] to leave "
+            "them error-free on purpose.")
+    if nonfinite is not None:
+        for s in synapses(model):
+            s.set_errors(nonfinite=nonfinite)
     name_synapses(model)
     if inference == "forward":
         _hook_inferences(model)

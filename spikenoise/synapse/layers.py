@@ -25,6 +25,7 @@ from ..noise.base import ErrorModel, check_flag
 from ..noise.binary import binary_weights
 from .base import NoisySynapse, is_integer_valued
 from .nonfinite import BRUTE_MAX_COUNT, FLOAT32_EXACT, check_spike_counts, zero_skipping
+from .dtypes import engine_forward
 from .sampling import (brute_conv_reads, brute_linear_reads, exact_spike_reads, gaussian_reads, rowwise_linear,
                        with_reads)
 
@@ -162,6 +163,7 @@ class NoisyLinear(_Engine, nn.Linear):
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         return brute_linear_reads(self.error_model, x, wq, self.safe(rowwise_linear))
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -230,6 +232,7 @@ class NoisyConv2d(_Engine, nn.Conv2d):
         return brute_conv_reads(self.error_model, x, wq, self,
                                 contract=zero_skipping(lambda c, r: torch.einsum("bgcp,bpgoc->bgop", c, r)))
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:

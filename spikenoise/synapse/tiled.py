@@ -41,6 +41,7 @@ from ..noise.analog import DifferentialCells
 from ..noise.base import ErrorModel
 from .analog import ADC_RANGE, ARRAY, adc, add_input_noise, array_count, dac, tiled_matmul
 from .base import DRAWS, Draw, NoisySynapse, check_choice
+from .dtypes import engine_forward
 from .layers import NoisyConv2d, NoisyLinear
 
 __all__ = ["AnalogOptions", "ANALOG_OPTIONS", "AnalogSynapse", "TiledLinear", "TiledConv2d"]
@@ -324,6 +325,7 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -382,6 +384,7 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self.analog_repr()}, {self.synapse_repr()}"
 
+    @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() != 4 or x.shape[1] != self.in_channels:
