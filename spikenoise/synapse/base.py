@@ -150,7 +150,7 @@ class NoisySynapse:
             if bool(bad.any()):
                 first = t.detach()[bad][0].item()
                 raise ValueError(
-                    f"{self.describe()}: {what} contain {int(bad.sum())} non-finite value(s) (e.g. {first}) of "
+                    f"{self.describe()}: {what} {'contains' if what == 'input' else 'contain'} {int(bad.sum())} non-finite value(s) (e.g. {first}) of "
                     f"{t.numel()}; fix the source, or pass nonfinite='propagate' to convert/configure to let "
                     "NaN/inf flow through as IEEE arithmetic does")
 
