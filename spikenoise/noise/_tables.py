@@ -7,6 +7,9 @@ that resolution, far finer than float32 uniforms (2**-24). All rows are flattene
 sorted int64 key array ``row * 2**bits + threshold``. A look-up table on the top bits of the
 uniform resolves almost every draw with one gather; the few uniforms that fall into a bucket
 holding a threshold are resolved exactly by ``torch.searchsorted`` on the key array.
+
+Sums of more than :data:`TABLE_MAX_N` reads are not tabulated (tables grow like ``n**2``): the
+per-level counts of the reads are drawn as a multinomial (:meth:`SumOfReads.sample_counts`).
 """
 from __future__ import annotations
 
@@ -154,20 +157,31 @@ def convolution_powers(pmf: np.ndarray, offset: int, n_max: int, tail: float = 2
     return pmfs, offs
 
 
+#: Largest number of reads per element whose sum :class:`SumOfReads` draws from a table. The
+#: tables grow like ``n_max**2`` (support x rows), so larger counts (a spike count of 1e6, 8-bit
+#: pixel values) draw the per-outcome counts of the ``n`` reads directly: cost and memory per
+#: element independent of ``n``; both paths are exact.
+TABLE_MAX_N = 512
+
+
 class SumOfReads:
     """Exact sampler of the summed read error of ``n`` iid reads of a level.
 
     For a level ``l`` with confusion row ``P[l]``, one read's error in level steps is
     ``d = read - l``; the sum over ``n`` reads has the ``n``-fold convolution power of that pmf.
-    Tables grow on demand (doubling) when a larger ``n`` is requested.
+    For ``n <= table_max_n`` it is drawn from convolution-power tables that grow on demand
+    (doubling); above, the counts of the ``n`` reads per outcome level are drawn directly
+    (a multinomial as sequential binomials), so memory does not grow with ``n``.
 
     Args:
         confusion: (L, L) row-stochastic matrix, float64 numpy array.
+        table_max_n: largest ``n`` drawn from tables (default :data:`TABLE_MAX_N`).
     """
 
-    def __init__(self, confusion: np.ndarray):
+    def __init__(self, confusion: np.ndarray, table_max_n: int = TABLE_MAX_N):
         self.confusion = np.asarray(confusion, dtype=np.float64)
         self.n_levels = self.confusion.shape[0]
+        self.table_max_n = int(table_max_n)
         self.n_max = -1
         self._table: InverseCDFTable | None = None
 
@@ -182,12 +196,47 @@ class SumOfReads:
 
     def sample(self, level: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Summed error (int64, in level steps) of ``n`` reads of ``level``; broadcastable int tensors."""
+        if n.numel() and bool((n < 0).any()):
+            raise ValueError(f"read counts must be >= 0, got {int(n.min())}")
         need = int(n.max()) if n.numel() else 0
+        if need > self.table_max_n:
+            level, n = torch.broadcast_tensors(level.to(torch.int64), n.to(torch.int64))
+            out = torch.empty(n.shape, dtype=torch.int64, device=n.device)
+            large = n > self.table_max_n
+            small = ~large
+            if bool(small.any()):
+                out[small] = self.sample(level[small], n[small], generator)
+            out[large] = self.sample_counts(level[large], n[large], generator)
+            return out
         if need > self.n_max:
-            self._build(max(need, 2 * self.n_max, 16))
+            self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
         dtype = torch.int32 if self.n_levels * (self.n_max + 1) < 2 ** 31 else torch.int64
         rows = n.to(dtype) + level.to(dtype) * (self.n_max + 1)
         return self._table.sample(rows, generator)  # type: ignore[union-attr]
+
+    def sample_counts(self, level: torch.Tensor, n: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Like :meth:`sample` (same shapes), for any ``n``: draws how many of the ``n`` reads land
+        on each level (multinomial as sequential binomials, exact) and sums their errors."""
+        level, n = torch.broadcast_tensors(level.to(torch.int64), n.to(torch.int64))
+        out = torch.zeros(n.shape, dtype=torch.int64, device=n.device)
+        for lvl in torch.unique(level).tolist():
+            at = level == lvl
+            left = n[at].to(torch.float64)
+            total = torch.zeros(left.shape, dtype=torch.float64, device=n.device)
+            row = self.confusion[lvl]
+            # the likeliest outcome (the level itself, usually) takes what is left: fewest draws
+            top = int(np.argmax(row))
+            order = [int(j) for j in np.argsort(row, kind="stable") if j != top and row[j] > 0]
+            for k, j in enumerate(order):
+                # P(outcome j | not one of the outcomes drawn before)
+                p = min(1.0, float(row[j] / row[order[k:] + [top]].sum()))
+                c = torch.binomial(left, torch.full_like(left, p), generator=generator)
+                left = left - c
+                total += c * float(j - lvl)
+            total += left * float(top - lvl)
+            out[at] = total.to(torch.int64)
+        return out
 
 
 class ThresholdReads:

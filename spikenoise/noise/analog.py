@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .base import ErrorModel
+from .base import ErrorModel, check_flag, check_reads
 
 __all__ = ["GaussianVariation", "DifferentialCells", "MAPPINGS"]
 
@@ -55,6 +55,8 @@ MAPPINGS = ("proportional", "offset")
 
 
 def _check_sigma(sigma: float) -> float:
+    if isinstance(sigma, (bool, str, bytes)):
+        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
     try:
         s = float(sigma)
     except (TypeError, ValueError):
@@ -107,7 +109,7 @@ class GaussianVariation(_SignedUnitRange):
     def __init__(self, sigma: float = 0.0, bits: int | None = 8, state_dependent: bool = False):
         self.sigma = _check_sigma(sigma)
         self.bits = _check_bits(bits, 2)
-        self.state_dependent = bool(state_dependent)
+        self.state_dependent = check_flag("state_dependent", state_dependent)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "GaussianVariation":
@@ -132,7 +134,7 @@ class GaussianVariation(_SignedUnitRange):
         return torch.full_like(stored, self.sigma)
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = _normal((n, *stored.shape), stored, generator)
+        z = _normal((check_reads(n), *stored.shape), stored, generator)
         return stored.unsqueeze(0) + self.std(stored).unsqueeze(0) * z
 
     @property
@@ -178,6 +180,8 @@ class DifferentialCells(_SignedUnitRange):
     def __init__(self, sigma: float = 0.0, on_off: float = 10.0, bits: int | None = 8,
                  mapping: str = "proportional", state_dependent: bool = False):
         self.sigma = _check_sigma(sigma)
+        if isinstance(on_off, (bool, str, bytes)):
+            raise ValueError(f"on_off must be a number > 1 (or inf), got {on_off!r}")
         try:
             r = float(on_off)
         except (TypeError, ValueError):
@@ -186,10 +190,10 @@ class DifferentialCells(_SignedUnitRange):
             raise ValueError(f"on_off must be > 1 (G_max / G_min), got {on_off!r}")
         self.on_off = r
         self.bits = _check_bits(bits, 1)
-        if mapping not in MAPPINGS:
+        if not isinstance(mapping, str) or mapping not in MAPPINGS:
             raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
         self.mapping = mapping
-        self.state_dependent = bool(state_dependent)
+        self.state_dependent = check_flag("state_dependent", state_dependent)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "DifferentialCells":
@@ -243,7 +247,7 @@ class DifferentialCells(_SignedUnitRange):
         Conductances in units of ``G_max``; the two cells' errors are independent.
         """
         gp, gm = self.cells(stored.detach())
-        zp = _normal((n, *stored.shape), stored, generator)
+        zp = _normal((check_reads(n), *stored.shape), stored, generator)
         zm = _normal((n, *stored.shape), stored, generator)
         # a cell's error is sigma (weight units) = sigma * dg (conductance units)
         ep = self.cell_std(gp).unsqueeze(0) * zp * self.dg

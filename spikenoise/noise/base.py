@@ -19,18 +19,27 @@ An error model answers three questions for the synapse engine (:mod:`spikenoise.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["ErrorModel", "DiscreteLevels", "Reader", "error_model_from_config", "check_probability"]
+__all__ = ["ErrorModel", "DiscreteLevels", "Reader", "error_model_from_config", "check_probability", "check_flag",
+           "check_reads", "NONFINITE"]
+
+#: What a noisy synapse does with NaN/inf in its input or hidden weights: ``"raise"`` a ValueError
+#: naming the layer, or ``"propagate"`` them as IEEE arithmetic does (bit-flip studies, whose
+#: exponent flips produce inf/NaN by design).
+NONFINITE = ("raise", "propagate")
 
 _REGISTRY: dict[str, type["ErrorModel"]] = {}
 
 
 def check_probability(name: str, p: float) -> float:
     """Return ``float(p)`` or raise ValueError naming the bad probability."""
+    if isinstance(p, (bool, str, bytes)):
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     try:
         v = float(p)
     except (TypeError, ValueError):
@@ -38,6 +47,24 @@ def check_probability(name: str, p: float) -> float:
     if not 0.0 <= v <= 1.0 or v != v:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return v
+
+
+def check_reads(n: Any) -> int:
+    """``n`` (a number of reads) if it is an integer >= 0, else ValueError."""
+    try:
+        k = operator.index(n)  # ints, numpy ints, 0-d int tensors
+    except TypeError:
+        k = -1
+    if isinstance(n, bool) or k < 0:
+        raise ValueError(f"number of reads n must be an integer >= 0, got {n!r}")
+    return k
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (numpy bools included), else TypeError naming ``name``."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +88,9 @@ class ErrorModel:
     """Base class of all error models. Subclasses set ``kind`` and implement the hooks."""
 
     kind: ClassVar[str] = ""
+    #: the synapse's NaN/inf policy (:data:`NONFINITE`) when none is given: reads of this model
+    #: are finite, so a non-finite value is a bug upstream and raises
+    default_nonfinite: ClassVar[str] = "raise"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -121,6 +151,14 @@ class ErrorModel:
     def read_moments(self, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of one read of each stored value (for ``sampler="gaussian"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no read moments; use sampler='exact'")
+
+    def has_read_moments(self) -> bool:
+        """True when :meth:`read_moments` is implemented (``sampler="gaussian"`` then applies)."""
+        try:
+            self.read_moments(torch.zeros(1, dtype=torch.float64))
+        except NotImplementedError:
+            return False
+        return True
 
     # -- cells and programming draws (analog layers) ----------------------------------------
     @property
@@ -193,8 +231,13 @@ class Reader:
 
 def error_model_from_config(cfg: dict[str, Any]) -> ErrorModel:
     """Rebuild an error model from :meth:`ErrorModel.config` output."""
+    if not isinstance(cfg, dict):
+        raise TypeError(f"cfg must be a dict from ErrorModel.config(), got {cfg!r}")
     cfg = dict(cfg)
     kind = cfg.pop("kind", None)
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown error model kind {kind!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[kind].from_config(cfg)  # type: ignore[attr-defined]
+    if not isinstance(kind, str) or kind not in _REGISTRY:
+        raise ValueError(f"unknown error model kind {kind!r} in cfg; known: {sorted(_REGISTRY)}")
+    try:
+        return _REGISTRY[kind].from_config(cfg)  # type: ignore[attr-defined]
+    except KeyError as e:
+        raise ValueError(f"cfg of kind {kind!r} lacks the key {e.args[0]!r}: {cfg!r}") from None

@@ -29,7 +29,7 @@ def binary_weights(ber: float = 0.0, *, p_minus_to_plus: float | None = None,
 
 def bit_error_rate(model: MultiLevelNVM) -> tuple[float, float]:
     """``(p_minus_to_plus, p_plus_to_minus)`` of a binary-weight error model."""
-    if model.n_levels != 2:
+    if not isinstance(model, MultiLevelNVM) or model.n_levels != 2:
         raise ValueError(f"not a binary-weight model: {model!r}")
     P = model.confusion
     return float(P[0, 1]), float(P[1, 0])

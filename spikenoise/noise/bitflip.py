@@ -14,6 +14,11 @@ ones) or into a huge finite number. They are **kept as they are**: that is what 
 and computes with. Downstream, ``0 * inf`` and ``inf - inf`` give NaN logits; the studies count
 those samples (``nonfinite``) and score them with ``argmax`` as PyTorch does (NaN counts as the
 maximum), so a fully broken network scores about chance. Nothing is clamped or repaired silently.
+Synapses holding a ``BitFlip`` model therefore default to ``nonfinite="propagate"`` (other
+models raise on NaN/inf), and a zero input stays no read: ``0 x inf`` contributes 0, not NaN
+(:mod:`spikenoise.synapse.nonfinite`). A NaN read keeps its exact bit pattern, signalling NaNs
+included (a float cast would set the quiet bit, or on CPU replace float16 NaNs by one canonical
+NaN), so flip statistics measured on the read bits are exact.
 
 Sampling is exact and vectorized: for small probabilities (the usual case) the positions of the
 flips over all ``reads x elements x noisy bits`` are drawn directly as a Bernoulli process with
@@ -28,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from .base import ErrorModel, check_probability
+from .base import ErrorModel, check_flag, check_probability, check_reads
 
 __all__ = ["BitFlip", "DTYPES", "INT8_MAX", "to_bits", "from_bits", "flip_bits"]
 
@@ -51,7 +56,7 @@ DENSE_ABOVE = 1.0 / 32
 
 
 def _check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     return dtype
 
@@ -62,27 +67,67 @@ def _signed_bit_values(int_dtype: torch.dtype, width: int, device=None) -> torch
     return torch.tensor(vals, dtype=torch.int64, device=device).to(int_dtype)
 
 
+_FLOAT_FORMATS = {dt: name for name, (dt, _, _, _, _) in DTYPES.items() if name != "int8"}
+
+
+def _convert_nans(values: torch.Tensor, converted: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """``converted`` (``values`` cast from format ``src`` to ``dst``) with every NaN rebuilt bit by bit.
+
+    A float cast quiets signalling NaNs and may drop sign and payload (CPU float16 -> float32
+    gives 0x7FFFFFFF for every NaN), which would change the very bits a flip study counts. Here
+    a NaN keeps its sign and its mantissa bits, shifted to the new width (widening is exact;
+    narrowing keeps the top mantissa bits and sets the quiet bit only if none is left).
+    """
+    nan = torch.isnan(values)
+    if not bool(nan.any()):
+        return converted
+    _, sidt, _, _, snm = DTYPES[src]
+    _, didt, dw, dne, dnm = DTYPES[dst]
+    b = values[nan].view(sidt).to(torch.int64)
+    mant = b & ((1 << snm) - 1)
+    mant = mant << (dnm - snm) if dnm >= snm else mant >> (snm - dnm)
+    mant = torch.where(mant == 0, torch.full_like(mant, 1 << (dnm - 1)), mant)
+    pattern = (((1 << dne) - 1) << dnm) | mant
+    pattern = torch.where(b < 0, pattern - (1 << (dw - 1)), pattern)  # sign bit: two's complement
+    out = converted.clone()
+    out[nan] = pattern.to(didt).view(DTYPES[dst][0])
+    return out
+
+
+def _float_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x.to(dtype)`` keeping NaN sign and payload bits (see :func:`_convert_nans`)."""
+    out = x.to(dtype)
+    if x.dtype == dtype or x.dtype not in _FLOAT_FORMATS or dtype not in _FLOAT_FORMATS:
+        return out
+    return _convert_nans(x, out, _FLOAT_FORMATS[x.dtype], _FLOAT_FORMATS[dtype])
+
+
 def to_bits(x: torch.Tensor, dtype: str) -> torch.Tensor:
     """Bit pattern of ``x`` stored as ``dtype``: a signed int tensor of the same width, same shape.
 
-    Float formats cast (round to nearest) first; ``int8`` expects integer values in [-128, 127].
+    Float formats cast (round to nearest) first, NaN keeping its sign and top payload bits;
+    ``int8`` expects integer values in [-128, 127].
     """
     vdt, idt, _, _, _ = DTYPES[_check_dtype(dtype)]
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if dtype == "int8":
         return x.detach().round().clamp(-128, 127).to(torch.int8)
-    return x.detach().to(vdt).contiguous().view(idt)
+    return _float_cast(x.detach(), vdt).contiguous().view(idt)
 
 
 def from_bits(bits: torch.Tensor, dtype: str, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Inverse of :func:`to_bits`: the value of each bit pattern, cast to ``out_dtype``.
 
     A float64 pattern whose value exceeds the float32 range becomes ``inf`` in ``out_dtype``
-    (float32 compute) -- the same a processor converting the read value would get.
+    (float32 compute) -- the same a processor converting the read value would get. A NaN keeps
+    its sign and payload bits, signalling ones included (widening formats round-trip exactly:
+    ``to_bits(from_bits(b, "float16"), "float16") == b``).
     """
     vdt, _, _, _, _ = DTYPES[_check_dtype(dtype)]
     if dtype == "int8":
         return bits.to(out_dtype)
-    return bits.view(vdt).to(out_dtype)
+    return _float_cast(bits.view(vdt), out_dtype)
 
 
 def _bernoulli_positions(total: int, p: float, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -119,6 +164,9 @@ def flip_bits(bits: torch.Tensor, positions: Sequence[int], p01: float, p10: flo
     Returns a new tensor (or ``bits`` itself, modified, with ``inplace=True``; it must be contiguous).
     ``dense_above`` overrides :data:`DENSE_ABOVE` (which sampler runs; both are exact).
     """
+    p01, p10 = check_probability("p01", p01), check_probability("p10", p10)
+    if not isinstance(bits, torch.Tensor) or bits.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
+        raise TypeError(f"bits must be a signed int tensor (from to_bits), got {getattr(bits, 'dtype', type(bits))}")
     out = bits if inplace else bits.clone()
     pmax = max(p01, p10)
     if pmax <= 0.0 or not positions or out.numel() == 0:
@@ -205,6 +253,8 @@ class BitFlip(ErrorModel):
     """
 
     kind = "bitflip"
+    #: exponent flips make inf/NaN reads by design: synapses propagate them (module docstring)
+    default_nonfinite = "propagate"
 
     def __init__(self, p01: float, p10: float | None = None, dtype: str = "float32",
                  bit_mask: int | Sequence[int] | None = None):
@@ -229,6 +279,8 @@ class BitFlip(ErrorModel):
                 exponent: bool = False) -> "BitFlip":
         """All bits noisy except the protected fields (``sign``, ``exponent``)."""
         f = cls.fields(dtype)
+        check_flag("sign", sign)
+        check_flag("exponent", exponent)
         noisy = set(range(DTYPES[_check_dtype(dtype)][2]))
         if sign:
             noisy -= set(f["sign"])
@@ -295,8 +347,7 @@ class BitFlip(ErrorModel):
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` independent reads: ``(n, *stored.shape)``, dtype of ``stored`` (inf/NaN kept)."""
-        if n < 0:
-            raise ValueError(f"number of reads must be >= 0, got {n!r}")
+        check_reads(n)
         bits = to_bits(stored, self.dtype)
         # always a copy: to_bits may share memory with ``stored`` (flips below are in place)
         reads = bits.unsqueeze(0).repeat(n, *([1] * bits.dim()))

@@ -9,7 +9,6 @@ probability ``p_i``, given exactly by the Gaussian CDF (the confusion matrix).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from scipy.special import ndtr, ndtri
 
 from ._tables import SumOfReads, ThresholdReads
-from .base import DiscreteLevels, ErrorModel, Reader
+from .base import DiscreteLevels, ErrorModel, Reader, check_reads
 
 __all__ = ["MultiLevelNVM", "NOISE_LEVEL_P0"]
 
@@ -34,6 +33,19 @@ def _interval_prob(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = ndtr(b) - ndtr(a)
     out[pos] = ndtr(-a[pos]) - ndtr(-b[pos])
     return np.clip(out, 0.0, 1.0)
+
+
+def _float_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array, or ValueError naming ``name`` (strings, bools and None refused)."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be numbers, got {value!r}")
+    try:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to(torch.float64).cpu().numpy()
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers, got {value!r}") from None
+    return arr
 
 
 def _default_values(n_levels: int) -> list[float]:
@@ -62,23 +74,30 @@ class MultiLevelNVM(ErrorModel):
     kind = "multilevel_nvm"
 
     def __init__(self, sigma: float | Sequence[float] = 0.0, values: Sequence[float] | None = None,
-                 n_levels: int = 8, *, confusion: np.ndarray | torch.Tensor | Sequence | None = None):
+                 n_levels: int | None = None, *, confusion: np.ndarray | torch.Tensor | Sequence | None = None):
+        if n_levels is not None and (isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer))
+                                     or n_levels < 2):
+            raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
         if values is None:
-            if not isinstance(n_levels, int) or n_levels < 2:
-                raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
-            values = _default_values(n_levels)
-        vals = np.asarray(values, dtype=np.float64)
+            values = _default_values(8 if n_levels is None else int(n_levels))
+        vals = _float_array("values", values)
         if vals.ndim != 1 or vals.size < 2 or not np.isfinite(vals).all():
             raise ValueError(f"values must be a 1-D list of at least 2 finite numbers, got {values!r}")
+        if n_levels is not None and n_levels != vals.size:
+            raise ValueError(f"n_levels={n_levels!r} conflicts with values={vals.tolist()} ({vals.size} levels); "
+                             "give one of them")
         steps = np.diff(vals)
         if np.any(steps <= 0):
-            raise ValueError(f"values must be strictly increasing, got {list(vals)}")
+            raise ValueError(f"values must be strictly increasing, got {vals.tolist()}")
         if not np.allclose(steps, steps[0], rtol=1e-9, atol=0):
-            raise ValueError(f"values must be equally spaced, got {list(vals)}")
+            raise ValueError(f"values must be equally spaced, got {vals.tolist()}")
         self._values = vals
         L = vals.size
         if confusion is not None:
-            P = np.asarray(torch.as_tensor(confusion, dtype=torch.float64).cpu().numpy())
+            if not (np.ndim(sigma) == 0 and isinstance(sigma, (int, float)) and sigma == 0):
+                raise ValueError(f"sigma={sigma!r} conflicts with confusion (a confusion matrix fixes the read "
+                                 "errors); give one of them")
+            P = _float_array("confusion", confusion)
             if P.shape != (L, L):
                 raise ValueError(f"confusion must have shape ({L}, {L}) for {L} levels, got {P.shape}")
             if not np.isfinite(P).all() or np.any(P < 0) or np.any(P > 1):
@@ -90,8 +109,8 @@ class MultiLevelNVM(ErrorModel):
             self._sigma = None
             self._P = P / sums[:, None]
         else:
-            sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (L,)).copy() \
-                if np.ndim(sigma) == 0 else np.asarray(sigma, dtype=np.float64)
+            arr = _float_array("sigma", sigma)
+            sig = np.broadcast_to(arr, (L,)).copy() if arr.ndim == 0 else arr
             if sig.shape != (L,):
                 raise ValueError(f"sigma must be one number or {L} numbers (one per level), got {sigma!r}")
             if not np.isfinite(sig).all() or np.any(sig < 0):
@@ -103,30 +122,32 @@ class MultiLevelNVM(ErrorModel):
 
     # -- constructors ----------------------------------------------------------------------
     @classmethod
-    def noise_level(cls, level: int, values: Sequence[float] | None = None, n_levels: int = 8) -> "MultiLevelNVM":
+    def noise_level(cls, level: int, values: Sequence[float] | None = None,
+                    n_levels: int | None = None) -> "MultiLevelNVM":
         """Preset noise level 0 (error-free), 1, 2 (paper: p0=0.50 for level -1) or 3.
 
         The preset fixes ``p0`` of the middle level (see :data:`NOISE_LEVEL_P0`); sigma follows
         as ``0.5 / Phi^-1((1 + p0) / 2)``: 0.390 (level 1), 0.741 (level 2), 1.102 (level 3).
         """
-        if level not in NOISE_LEVEL_P0:
+        if isinstance(level, bool) or level not in NOISE_LEVEL_P0:
             raise ValueError(f"noise level must be one of {sorted(NOISE_LEVEL_P0)}, got {level!r}")
         return cls(sigma=cls.sigma_for_p0(NOISE_LEVEL_P0[level]), values=values, n_levels=n_levels)
 
     @staticmethod
     def sigma_for_p0(p0: float) -> float:
         """Sigma (level spacings) at which an inner level is read correctly with probability ``p0``."""
-        if not 0.0 < p0 <= 1.0:
-            raise ValueError(f"p0 must be in (0, 1], got {p0!r}")
+        if isinstance(p0, (bool, str, bytes)) or not isinstance(p0, (int, float, np.floating, np.integer)) \
+                or not 0.0 < p0 <= 1.0:
+            raise ValueError(f"p0 must be a number in (0, 1], got {p0!r}")
         return 0.0 if p0 == 1.0 else float(0.5 / ndtri((1.0 + p0) / 2.0))
 
     @classmethod
     def from_confusion(cls, confusion, values: Sequence[float] | None = None) -> "MultiLevelNVM":
         """Build from a measured confusion matrix ``P[true, read]`` (rows sum to 1)."""
-        P = torch.as_tensor(confusion, dtype=torch.float64)
-        if P.ndim != 2 or P.shape[0] != P.shape[1]:
-            raise ValueError(f"confusion must be a square matrix, got shape {tuple(P.shape)}")
-        return cls(values=values, n_levels=P.shape[0], confusion=P)
+        P = _float_array("confusion", confusion)
+        if P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] < 2:
+            raise ValueError(f"confusion must be a square matrix of at least 2 levels, got shape {P.shape}")
+        return cls(values=values, n_levels=None if values is not None else P.shape[0], confusion=P)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "MultiLevelNVM":
@@ -204,6 +225,10 @@ class MultiLevelNVM(ErrorModel):
     def level_index(self, stored: torch.Tensor) -> torch.Tensor:
         """Level index (int64) of stored values (nearest level)."""
         idx = torch.round((stored.detach().to(torch.float64) - self._values[0]) / self.step)
+        if bool(torch.isnan(idx).any()):
+            # NaN has no level (its int64 cast is a garbage index); +-inf clamp to the end levels
+            raise ValueError(f"cannot store NaN in {self!r}: a cell holds one of its levels; "
+                             f"{int(torch.isnan(idx).sum())} of {idx.numel()} values are NaN")
         return idx.clamp_(0, self.n_levels - 1).to(torch.int64)
 
     def quantize(self, w: torch.Tensor) -> torch.Tensor:
@@ -225,6 +250,7 @@ class MultiLevelNVM(ErrorModel):
         return s if s > 0 else 1.0
 
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_reads(n)
         return _NVMReader(self, stored).read(n, generator)
 
     def reader(self, stored: torch.Tensor) -> Reader:

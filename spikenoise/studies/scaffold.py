@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["StudyError", "USAGE", "ENVIRONMENT", "add_common_options", "add_data_options", "resolve_preset",
-           "set_threads", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "finish_panels", "write_csv",
+           "set_threads", "output_folder", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "finish_panels", "write_csv",
            "fsdd_root", "fmt_seconds"]
 
 #: exit codes of :class:`StudyError`
@@ -82,6 +83,26 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def output_folder(out: str | Path) -> Path:
+    """``out`` created as a folder, or a one-line :class:`StudyError` (exit 1) saying why it cannot be:
+    a file in the way, a folder that is not writable, or the OS's reason."""
+    out = Path(out)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == out else f"cannot be created: {str(existing)!r} is a file"
+        raise StudyError(f"--out {str(out)!r} {what}; pass a folder", ENVIRONMENT)
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise StudyError(f"--out {str(out)!r}: the folder {str(existing)!r} is not writable; pass another --out",
+                         ENVIRONMENT)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StudyError(f"cannot create the output folder {str(out)!r}: {e.strerror}", ENVIRONMENT) from None
+    return out
+
+
 def open_store(out: str | Path, config: Mapping[str, Any], fresh: bool = False):
     """The output folder (created) and its :class:`~spikenoise.results.ResultStore` for ``config``.
 
@@ -90,11 +111,7 @@ def open_store(out: str | Path, config: Mapping[str, Any], fresh: bool = False):
     """
     from spikenoise.results import ResultStore
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StudyError(f"cannot create the output folder {str(out)!r}: {e.strerror}", ENVIRONMENT) from None
+    out = output_folder(out)
     try:
         return ResultStore(out, dict(config), resume=not fresh)
     except ValueError as e:

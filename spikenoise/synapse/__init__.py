@@ -4,6 +4,7 @@
   ``new_inference``, ``configure``.
 * :mod:`.layers`: ``NoisyLinear``, ``NoisyConv2d``, ``BinaryLinear``, ``BinaryConv2d``.
 * :mod:`.sampling`: the per-spike samplers (exact, brute, gaussian) as functions.
+* :mod:`.nonfinite`: a zero input reads nothing, also of an inf/NaN weight; spike-count limits.
 * :mod:`.analog`: DAC, ADC, tiled matmul, input noise.
 * :mod:`.tiled`: ``TiledLinear``, ``TiledConv2d`` and their ``AnalogOptions``.
 * :mod:`.dtypes`: accepted input dtypes (integer/bool spikes, float16/bfloat16) and compute dtype.
@@ -18,12 +19,12 @@
 * :mod:`.chips`: ``programmed`` chips, range calibration, ``box_stats``, seed-003 ``level_settings``.
 * :mod:`.faults`: bias and activation bit flips, ``requantize``.
 
-Import order inside: base -> dtypes -> sampling -> layers -> analog -> tiled; mapping -> conv1d,
+Import order inside: nonfinite -> base -> dtypes -> sampling -> layers -> analog -> tiled; mapping -> conv1d,
 conv3d, recurrent, snn_libraries -> inventory -> convert -> chips; faults needs base only.
 Nothing here imports training, evaluation, models or studies.
 """
 from .analog import ADC_RANGE, ARRAY, InputNoise, adc, array_count, dac, tiled_matmul
-from .base import DRAWS, ERRORS, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
+from .base import DRAWS, ERRORS, NONFINITE, READS, SAMPLERS, NoisySynapse, configure, new_inference, synapses
 from .chips import (LEVELS, box_stats, calibrate_adc_ranges, calibrate_input_ranges, fill_range, level_settings,
                     programmed)
 from .conv1d import NoisyConv1d
@@ -38,7 +39,7 @@ from .inventory import SynapseTable, summary, unmapped_parameters
 from .tiled import ANALOG_OPTIONS, AnalogOptions, AnalogSynapse, TiledConv2d, TiledLinear
 
 __all__ = ["NoisySynapse", "NoisyLinear", "NoisyConv2d", "BinaryLinear", "BinaryConv2d", "convert", "configure",
-           "new_inference", "synapses", "ERRORS", "READS", "SAMPLERS", "DRAWS",
+           "new_inference", "synapses", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE",
            "TiledLinear", "TiledConv2d", "AnalogSynapse", "AnalogOptions", "ANALOG_OPTIONS", "InputNoise", "ARRAY",
            "ADC_RANGE", "adc", "dac", "tiled_matmul", "array_count", "tile", "set_analog", "analog_layers",
            "programmed", "fill_range", "calibrate_input_ranges", "calibrate_adc_ranges", "box_stats",

@@ -123,9 +123,10 @@ class InputNoise(nn.Module):
 
     def __init__(self, sigma: float = 0.0):
         super().__init__()
+        if isinstance(sigma, (bool, str, bytes)) or not isinstance(sigma, (int, float)) \
+                or not 0 <= sigma < float("inf"):
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
         self.sigma = float(sigma)
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return add_input_noise(x, self.sigma) if self.sigma > 0 else x

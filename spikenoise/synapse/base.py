@@ -14,6 +14,12 @@ per-layer ``scale``: ``y = scale * (x (*) W_read) + bias``. When ``W_read`` is d
 ``draws``
     ``"row"`` (default): every batch row gets its own draw. ``"batch"``: one draw shared by all
     rows of a call (per-minibatch noise injection; static and per-step reads only).
+``nonfinite``
+    What a NaN/inf in the input or the hidden weights does: ``"raise"`` a ValueError naming the
+    layer (one ``isfinite`` check per call), or ``"propagate"`` it as IEEE arithmetic does. None
+    (default) follows the error model: ``"propagate"`` for ``BitFlip`` (exponent flips make
+    inf/NaN by design), ``"raise"`` for the others. Either way a zero input is no read, so it
+    never turns an inf/NaN read weight into NaN.
 
 The stored weights (and what error models derive from them, e.g. per-weight read thresholds)
 are computed once and cached until the hidden weights change (torch's version counter: an
@@ -31,11 +37,11 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
-from ..noise.base import ErrorModel, Reader, error_model_from_config
+from ..noise.base import NONFINITE, ErrorModel, Reader, check_flag, error_model_from_config
 from ..noise.nvm import MultiLevelNVM
 
-__all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "Draw", "check_choice", "synapses",
-           "new_inference", "configure"]
+__all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE", "Draw", "check_choice",
+           "check_model", "synapses", "new_inference", "configure", "name_synapses"]
 
 ERRORS = ("none", "static", "dynamic")
 READS = ("once", "step", "spike")
@@ -49,14 +55,22 @@ Draw = Any
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices``, else ValueError naming ``name``."""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
+def check_model(model: Any) -> Any:
+    """``model`` if it is a ``torch.nn.Module``, else TypeError."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {model!r}")
+    return model
+
+
 def is_integer_valued(x: torch.Tensor) -> bool:
+    """True when every element of ``x`` is a finite integer (a spike count)."""
     x = x.detach()
-    return bool(torch.equal(x, torch.round(x)))
+    return bool(torch.isfinite(x).all()) and bool(torch.equal(x, torch.round(x)))
 
 
 def _check_error_model(error_model: Any) -> ErrorModel:
@@ -80,15 +94,21 @@ class NoisySynapse:
     reads: str
     sampler: str
     draws: str
+    nonfinite: str | None
+    #: the layer's name in its model (set by ``convert``/``configure``; "" until then)
+    layer_name: str = ""
 
     def init_synapse(self, error_model: ErrorModel | None, errors: str, reads: str, sampler: str,
-                     learn_scale: bool, draws: str = "row") -> None:
+                     learn_scale: bool, draws: str = "row", nonfinite: str | None = None) -> None:
         """Set up the synapse state; a layer type calls it after its torch layer's ``__init__``."""
         self.error_model = _check_error_model(MultiLevelNVM() if error_model is None else error_model)
         self.errors = check_choice("errors", errors, ERRORS)
         self.reads = check_choice("reads", reads, READS)
         self.sampler = check_choice("sampler", sampler, SAMPLERS)
         self.draws = check_choice("draws", draws, DRAWS)
+        self.nonfinite = None if nonfinite is None else check_choice("nonfinite", nonfinite, NONFINITE)
+        check_flag("learn_scale", learn_scale)
+        self.check_sampler()
         fan_in = self.weight[0].numel()
         self.scale = nn.Parameter(torch.tensor(fan_in ** -0.5), requires_grad=learn_scale)
         self._draw: Draw | None = None
@@ -115,8 +135,51 @@ class NoisySynapse:
         self._stored = None
         self._clean_map = None
 
+    def describe(self) -> str:
+        """The layer in error messages: its name in the model (when known), type and size."""
+        w = self.weight
+        size = f"{w.shape[1] * (getattr(self, 'groups', 1))}->{w.shape[0]}"
+        what = f"{type(self).__name__} {size}"
+        return f"layer {self.layer_name!r} ({what})" if self.layer_name else what
+
+    @property
+    def nonfinite_policy(self) -> str:
+        """``nonfinite`` resolved: the option, else the error model's ``default_nonfinite``."""
+        return self.nonfinite or self.error_model.default_nonfinite
+
+    def check_input(self, x: Any) -> None:
+        """TypeError for a non-tensor ``x``; with ``nonfinite_policy == "raise"``, ValueError naming
+        this layer when ``x`` or the hidden weights hold NaN/inf (one fused check per call)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self.describe()}: input must be a torch.Tensor, got {type(x).__name__}")
+        if self.nonfinite_policy != "raise" or not x.is_floating_point():
+            return
+        if bool(torch.isfinite(x).all() & torch.isfinite(self.weight).all()):
+            return
+        for what, t in (("input", x), ("hidden weights", self.weight)):
+            bad = ~torch.isfinite(t.detach())
+            if bool(bad.any()):
+                first = t.detach()[bad][0].item()
+                raise ValueError(
+                    f"{self.describe()}: {what} {'contains' if what == 'input' else 'contain'} {int(bad.sum())} non-finite value(s) (e.g. {first}) of "
+                    f"{t.numel()}; fix the source, or pass nonfinite='propagate' to convert/configure to let "
+                    "NaN/inf flow through as IEEE arithmetic does")
+
+    def check_sampler(self) -> None:
+        """ValueError when ``sampler`` cannot work with ``error_model`` (caught when set, not at forward)."""
+        em = self.error_model
+        if self.sampler == "gaussian" and not em.has_read_moments():
+            alt = "'exact', 'brute' or 'auto'" if em.discrete() is not None else "'brute' or 'auto'"
+            raise ValueError(f"{self.describe()}: sampler='gaussian' needs the read mean and variance, which "
+                             f"{em!r} has not; use sampler={alt}")
+        if self.sampler == "exact" and em.discrete() is None:
+            alt = "'brute', 'gaussian' or 'auto'" if em.has_read_moments() else "'brute' or 'auto'"
+            raise ValueError(f"{self.describe()}: sampler='exact' needs a discrete error model (MultiLevelNVM, "
+                             f"binary_weights), got {em!r}; use sampler={alt}")
+
     def set_errors(self, errors: str | None = None, reads: str | None = None, sampler: str | None = None,
-                   error_model: ErrorModel | None = None, draws: str | None = None) -> None:
+                   error_model: ErrorModel | None = None, draws: str | None = None,
+                   nonfinite: str | None = None) -> None:
         """Change when/how errors are drawn (also starts a new inference)."""
         if errors is not None:
             self.errors = check_choice("errors", errors, ERRORS)
@@ -128,16 +191,20 @@ class NoisySynapse:
             self.draws = check_choice("draws", draws, DRAWS)
         if error_model is not None:
             self.error_model = _check_error_model(error_model)
+        if nonfinite is not None:
+            self.nonfinite = check_choice("nonfinite", nonfinite, NONFINITE)
+        self.check_sampler()
         self.new_inference()
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"errors": self.errors, "reads": self.reads, "sampler": self.sampler, "draws": self.draws,
-                "error_model": self.error_model.config()}
+                "nonfinite": self.nonfinite, "error_model": self.error_model.config()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.set_errors(errors=state["errors"], reads=state["reads"], sampler=state["sampler"],
                         draws=state.get("draws", self.draws),
                         error_model=error_model_from_config(state["error_model"]))
+        self.nonfinite = state.get("nonfinite")
 
     @property
     def read_mode(self) -> str:
@@ -270,6 +337,15 @@ class NoisySynapse:
             raise ValueError("a pinned draw (a programmed chip) needs static errors (errors='static' or "
                              f"reads='once'), got errors={self.errors!r}, reads={self.reads!r} in "
                              f"{type(self).__name__}")
+        shape = tuple(self.weight.shape)
+        try:
+            reads = self.draw_reads(self.weight.detach(), draw)
+            ok = isinstance(reads, torch.Tensor) and tuple(reads.shape[1:]) == shape and reads.shape[0] >= 1
+        except (TypeError, AttributeError, IndexError, RuntimeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.describe()}: draw must come from sample_draw (reads shaped (n, *{shape})), "
+                             f"got {type(draw).__name__} {tuple(getattr(draw, 'shape', ())) or ''}")
         self._pinned = draw
 
     def release(self) -> None:
@@ -319,27 +395,45 @@ class _StoredCache:
 
 def synapses(model: nn.Module) -> Iterator[NoisySynapse]:
     """All noisy synapses inside ``model`` (itself included)."""
-    for m in model.modules():
+    for m in check_model(model).modules():
         if isinstance(m, NoisySynapse):
             yield m
+
+
+def name_synapses(model: nn.Module) -> None:
+    """Give every synapse of ``model`` its name in the model (for error messages)."""
+    for name, m in check_model(model).named_modules():
+        if isinstance(m, NoisySynapse) and name:
+            m.layer_name = name
 
 
 def new_inference(model: nn.Module) -> None:
     """Start a new inference for the synapses of ``model`` only: static draws are forgotten.
 
     Scoped to ``model`` (other networks keep their state, unlike a class-level registry).
+    Raises ValueError, as :func:`configure` does, when ``model`` has no noisy synapses.
     """
+    found = False
     for s in synapses(model):
         s.new_inference()
+        found = True
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no noisy synapses, so there is no inference to start; "
+                         "wrap it with spikenoise.convert first")
 
 
 def configure(model: nn.Module, *, errors: str | None = None, reads: str | None = None,
               sampler: str | None = None, error_model: ErrorModel | None = None,
-              draws: str | None = None) -> nn.Module:
-    """Set error options on every synapse of ``model`` (None keeps a layer's current value)."""
+              draws: str | None = None, nonfinite: str | None = None) -> nn.Module:
+    """Set error options on every synapse of ``model`` (None keeps a layer's current value).
+
+    ``nonfinite``: ``"raise"`` or ``"propagate"`` (module docstring).
+    """
     found = False
+    name_synapses(model)
     for s in synapses(model):
-        s.set_errors(errors=errors, reads=reads, sampler=sampler, error_model=error_model, draws=draws)
+        s.set_errors(errors=errors, reads=reads, sampler=sampler, error_model=error_model, draws=draws,
+                     nonfinite=nonfinite)
         found = True
     if not found:
         raise ValueError(f"{type(model).__name__} has no noisy synapses; wrap it with spikenoise.convert first")

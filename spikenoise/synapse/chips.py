@@ -50,6 +50,13 @@ def programmed(model: nn.Module, seed: int | None = None,
     Args:
         seed: seeds the programming (``torch.Generator``); or pass ``generator``.
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+    if not any(True for _ in synapses(model)):
+        raise ValueError(f"{type(model).__name__} has no noisy synapses to program; wrap it with "
+                         "spikenoise.convert first")
     if generator is None:
         generator = torch.Generator()
         generator.manual_seed(0 if seed is None else int(seed))
@@ -89,6 +96,15 @@ def fill_range(model: nn.Module) -> nn.Module:
     return model
 
 
+def _check_calibration(x: Any, percentile: Any, max_samples: Any) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor (a calibration batch), got {type(x).__name__}")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer, got {max_samples!r}")
+
+
 def _percentile(a: torch.Tensor, percentile: float, max_samples: int, gen: torch.Generator,
                 empty: float) -> float:
     """Percentile of the non-zero values of ``a`` (a random subset of ``max_samples`` if larger)."""
@@ -107,6 +123,7 @@ def calibrate_input_ranges(model: nn.Module, x: torch.Tensor, percentile: float 
     layer sees the activations it was trained on). Zero inputs are left out of the percentile
     (after ReLU most are zero). Returns the ranges in module order. Units: the layer's input.
     """
+    _check_calibration(x, percentile, max_samples)
     layers = analog_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no tiled layers")
@@ -151,7 +168,10 @@ def calibrate_adc_ranges(model: nn.Module, x: torch.Tensor, percentile: float = 
     currents of both columns (``G+`` and ``G-``), zeros left out. Returns the new ranges in module
     order (None for layers without ADC). Units: ``G_max * input_range``.
     """
+    _check_calibration(x, percentile, max_samples)
     layers = analog_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no tiled layers")
     saved = [(l.errors, l.adc_bits, l.input_noise) for l in layers]
     probing = [l.adc_bits is not None for l in layers]
     was_training = model.training
@@ -187,9 +207,14 @@ def box_stats(values: Sequence[float]) -> dict[str, float]:
     accuracy that re-programming a chip until it lands in the best quarter achieves, seed 003),
     plus ``top25_mean`` = the mean of the best quarter. Percentiles interpolate linearly (numpy).
     """
-    v = np.asarray(list(values), dtype=np.float64)
-    if v.size == 0:
-        raise ValueError("box_stats needs at least one value")
+    try:
+        v = np.asarray(list(values), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"values must be numbers, got {values!r}") from None
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"box_stats needs a flat list of at least one value, got {values!r}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"values must be finite, got {v[~np.isfinite(v)].tolist()} among {v.size} values")
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     best = np.sort(v)[::-1][:max(1, int(math.ceil(v.size / 4)))]
     return {"n": int(v.size), "min": float(v.min()), "q1": float(q1), "median": float(med), "q3": float(q3),
@@ -211,7 +236,7 @@ def level_settings(level: int, sigma: float = 0.0, *, on_off: float = 10.0, bits
     Returns ``{"error_model": ..., "analog": {...}}`` for :func:`~spikenoise.synapse.tile` /
     ``set_analog`` (``input_range`` is left to :func:`calibrate_input_ranges`).
     """
-    if level not in LEVELS:
+    if isinstance(level, bool) or level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     if level == 0:
         em: ErrorModel = GaussianVariation(sigma, bits=None, state_dependent=state_dependent)

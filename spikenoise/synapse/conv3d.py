@@ -66,6 +66,7 @@ class NoisyConv3d(NoisySynapse, nn.Conv3d):
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"NoisyConv3d expects input (B, {self.in_channels}, D, H, W), got shape {tuple(x.shape)}")
         wq = self.quantized_weight()

@@ -13,9 +13,10 @@ import torch
 import torch.nn as nn
 
 from ..noise.analog import DifferentialCells
-from ..noise.base import ErrorModel
+from ..noise.base import NONFINITE, ErrorModel, check_flag
 from ..noise.nvm import MultiLevelNVM
-from .base import ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, new_inference, synapses
+from .base import (ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, check_model, name_synapses, new_inference,
+                   synapses)
 from .conv1d import NoisyConv1d
 from .conv3d import NoisyConv3d
 from .layers import NoisyConv2d, NoisyLinear
@@ -54,18 +55,26 @@ def replace_layers(model: nn.Module, factories: dict[type, Factory],
     Other noisy synapses are passed to ``existing`` (if given) and not entered. Returns the
     model (a new object when ``model`` itself was replaced).
     """
-    def walk(parent: nn.Module) -> None:
+    def walk(parent: nn.Module, prefix: str) -> None:
         for name, child in list(parent.named_children()):
             if type(child) in factories:
-                setattr(parent, name, factories[type(child)](child))
+                try:
+                    setattr(parent, name, factories[type(child)](child))
+                except ValueError as e:  # say which layer a refused option belongs to
+                    label = type(child).__name__ if parent is holder else prefix + name
+                    raise ValueError(f"layer {label!r}: {e}") from None
             elif isinstance(child, NoisySynapse):
                 if existing is not None:
                     existing(child)
             else:
-                walk(child)
+                walk(child, f"{prefix}{name}.")
 
     holder = nn.ModuleList([model])
-    walk(holder)
+    for child in holder.children():
+        if type(child) in factories or isinstance(child, NoisySynapse):
+            walk(holder, "")  # the model itself is a layer: its name is ""
+        else:
+            walk(child, "")
     return holder[0]
 
 
@@ -104,6 +113,22 @@ def _hook_inferences(model: nn.Module) -> None:
     if not getattr(model, "_spikenoise_hooked", False):
         model.register_forward_pre_hook(_new_inference_hook)
         model._spikenoise_hooked = True  # type: ignore[assignment]
+
+
+def _check_error_model(error_model: Any) -> None:
+    if error_model is not None and not isinstance(error_model, ErrorModel):
+        raise TypeError(f"error_model must be an ErrorModel (e.g. MultiLevelNVM) or None, got {error_model!r}")
+
+
+def _check_finite_weights(model: nn.Module, kinds: tuple[type, ...]) -> None:
+    """ValueError naming the first layer of a type in ``kinds`` with a NaN/inf parameter."""
+    for name, m in model.named_modules():
+        if type(m) in kinds:
+            for pname, t in m.named_parameters(recurse=False):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise ValueError(
+                        f"layer {name or type(m).__name__!r}: {pname} contains {int((~torch.isfinite(t)).sum())} "
+                        "NaN/inf value(s); fix the model, or pass nonfinite='propagate' to keep them")
 
 
 def convert_factories(mapping: WeightMapping) -> dict[type, Factory]:
@@ -156,7 +181,7 @@ def _check_keep_clean(model: nn.Module, keep_clean) -> tuple[str, ...]:
 def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str = "static",
             reads: str = "spike", sampler: str = "auto", map_weights: bool = True,
             learn_scale: bool = True, inference: str = "forward", inplace: bool = False,
-            keep_clean: list[str] | tuple[str, ...] = ()) -> nn.Module:
+            keep_clean: list[str] | tuple[str, ...] = (), nonfinite: str | None = None) -> nn.Module:
     """Put every synaptic weight of ``model`` into noisy NVM synapses.
 
     Maps ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, ``nn.RNN``/``nn.GRU``/``nn.LSTM`` and
@@ -180,17 +205,35 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
         inplace: modify ``model`` itself instead of a deep copy (on an error the model may be
             partly converted).
         keep_clean: module paths (as in ``model.named_modules()``) to leave error-free on purpose.
+        nonfinite: ``"raise"`` (NaN/inf in weights or inputs is an error naming the layer) or
+            ``"propagate"``; None: the error model's default (``"propagate"`` for ``BitFlip``).
+
+    A model that already holds noisy synapses is refused (its options would silently stay):
+    change them with :func:`~spikenoise.synapse.base.configure`, or convert the float model.
 
     Returns:
         The converted model.
     """
+    check_model(model)
+    _check_error_model(error_model)
     check_choice("errors", errors, ERRORS)
     check_choice("reads", reads, READS)
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("inference", inference, ("forward", "manual"))
+    if nonfinite is not None:
+        check_choice("nonfinite", nonfinite, NONFINITE)
+    for flag, v in (("map_weights", map_weights), ("learn_scale", learn_scale), ("inplace", inplace)):
+        check_flag(flag, v)
+    done = [name or type(m).__name__ for name, m in model.named_modules() if isinstance(m, NoisySynapse)]
+    if done:
+        raise ValueError(f"{type(model).__name__} is already converted (noisy synapses: {', '.join(map(repr, done[:3]))}"
+                         f"{', ...' if len(done) > 3 else ''}); change its options with spikenoise.configure"
+                         "(model, ...) or convert the original float model")
     keep = _check_keep_clean(model, keep_clean)
     em = MultiLevelNVM() if error_model is None else error_model
     mapping = WeightMapping(em, errors, reads, sampler, learn_scale, map_weights)
+    if (nonfinite or em.default_nonfinite) == "raise":
+        _check_finite_weights(model, tuple(convert_factories(mapping)))
     model = model if inplace else safe_deepcopy(model)
     kept = {id(m) for path, m in model.named_modules()
             if any(path == k or path.startswith(k + ".") for k in keep)}
@@ -207,6 +250,10 @@ def convert(model: nn.Module, error_model: ErrorModel | None = None, *, errors: 
             "synapses; they would stay error-free:\n  " + "\n  ".join(missing) +
             "\nReplace those modules by supported layers, or pass keep_clean=[<module path>, ...] to leave "
             "them error-free on purpose.")
+    if nonfinite is not None:
+        for s in synapses(model):
+            s.set_errors(nonfinite=nonfinite)
+    name_synapses(model)
     if inference == "forward":
         _hook_inferences(model)
     return model
@@ -237,6 +284,13 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
 
     A model that had no synapses gets a forward pre-hook: every call is one inference.
     """
+    check_model(model)
+    _check_error_model(error_model)
+    if errors is not None:
+        check_choice("errors", errors, ERRORS)
+    if reads is not None:
+        check_choice("reads", reads, READS)
+    check_flag("inplace", inplace)
     check_analog_names(analog)
     had_synapses = any(True for _ in synapses(model))
 
@@ -247,6 +301,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
             kw: dict[str, Any] = dict(
                 error_model=em, errors=errors or (old.errors if noisy else "none"),
                 reads=reads or (old.reads if noisy else "once"), sampler=old.sampler if noisy else "auto",
+                nonfinite=old.nonfinite if noisy else None,
                 learn_scale=bool(old.scale.requires_grad) if noisy else True, **analog)
             new = cls(*_layer_args(old, "tile"), device=old.weight.device, dtype=old.weight.dtype, **kw)
             return _move_weights(old, new, None if noisy else em.fit_scale(old.weight))
@@ -263,6 +318,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
     model = replace_layers(model if inplace else safe_deepcopy(model), factories, update)
     if not analog_layers(model):
         raise ValueError(f"{type(model).__name__} has no linear or conv layer to tile")
+    name_synapses(model)
     if not had_synapses:
         _hook_inferences(model)
     return model
@@ -270,7 +326,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
 
 def set_analog(model: nn.Module, **options: Any) -> nn.Module:
     """Set tile options on every tiled layer of ``model`` (fields of ``AnalogOptions``)."""
-    layers = analog_layers(model)
+    layers = analog_layers(check_model(model))
     if not layers:
         raise ValueError(f"{type(model).__name__} has no tiled layers; use spikenoise.synapse.tile first")
     for layer in layers:

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from ..noise.base import ErrorModel
 from ..noise.bitflip import INT8_MAX, BitFlip
-from .base import synapses
+from .base import check_model, synapses
 
 __all__ = ["BiasFlips", "requantize", "FlipActivations", "insert_activation_flips", "set_activation_flips",
            "calibrate_activations", "activation_flips"]
@@ -88,6 +88,10 @@ def requantize(model: nn.Module, error_model: ErrorModel, *, errors: str = "stat
     as :func:`spikenoise.convert` does (``s = error_model.fit_scale(w)``, hidden ``w / s``, scale ``s``),
     so one trained float model can be re-stored as float16, int8, ... Works in place; returns ``model``.
     """
+    if not isinstance(error_model, ErrorModel):
+        raise TypeError(f"error_model must be an ErrorModel (e.g. BitFlip), got {error_model!r}")
+    if not any(True for _ in synapses(model)):
+        raise ValueError(f"{type(model).__name__} has no noisy synapses to requantize; use spikenoise.convert")
     for syn in synapses(model):
         w_eff = syn.error_model.quantize(syn.weight.detach()) * syn.scale.detach()
         s = error_model.fit_scale(w_eff)
@@ -112,6 +116,9 @@ class FlipActivations(nn.Module):
         if error_model is not None and not isinstance(error_model, BitFlip):
             raise ValueError(f"error_model must be a BitFlip or None, got {error_model!r}")
         self.error_model = error_model
+        if scale is not None and (isinstance(scale, (bool, str)) or not isinstance(scale, (int, float))
+                                  or not (0 < scale < float("inf"))):
+            raise ValueError(f"scale must be None or a finite number > 0, got {scale!r}")
         self.register_buffer("scale", torch.tensor(float("nan") if scale is None else float(scale)))
         self.calibrating = False
         self._absmax = 0.0
@@ -144,7 +151,7 @@ class FlipActivations(nn.Module):
 
 def activation_flips(model: nn.Module) -> list[FlipActivations]:
     """All :class:`FlipActivations` modules inside ``model``."""
-    return [m for m in model.modules() if isinstance(m, FlipActivations)]
+    return [m for m in check_model(model).modules() if isinstance(m, FlipActivations)]
 
 
 def insert_activation_flips(model: nn.Module, error_model: BitFlip | None = None,
@@ -154,6 +161,9 @@ def insert_activation_flips(model: nn.Module, error_model: BitFlip | None = None
     Each matching child ``m`` is replaced by ``nn.Sequential(m, FlipActivations(error_model))``
     (state-dict keys of ``m`` gain a ``.0``). Returns the inserted modules, in model order.
     """
+    check_model(model)
+    if not isinstance(after, tuple) or not after or not all(isinstance(t, type) for t in after):
+        raise TypeError(f"after must be a non-empty tuple of module classes, got {after!r}")
     added: list[FlipActivations] = []
 
     def walk(parent: nn.Module) -> None:
@@ -194,6 +204,9 @@ def calibrate_activations(model: nn.Module, batches: Iterable, max_batches: int 
     ``batches`` yields inputs or ``(x, y)`` pairs; the model runs in eval mode with flips off.
     Returns the scales in model order.
     """
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
+        raise ValueError(f"max_batches must be None or a positive integer, got {max_batches!r}")
     mods = activation_flips(model)
     if not mods:
         raise ValueError(f"{type(model).__name__} has no FlipActivations to calibrate")

@@ -21,9 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..noise.base import ErrorModel
+from ..noise.base import ErrorModel, check_flag
 from ..noise.binary import binary_weights
 from .base import NoisySynapse, is_integer_valued
+from .nonfinite import BRUTE_MAX_COUNT, FLOAT32_EXACT, check_spike_counts, zero_skipping
 from .dtypes import engine_forward
 from .sampling import (brute_conv_reads, brute_linear_reads, exact_spike_reads, gaussian_reads, rowwise_linear,
                        with_reads)
@@ -49,14 +50,34 @@ class _Engine(NoisySynapse):
         exact_ok = self.error_model.discrete() is not None and is_integer_valued(x)
         if self.sampler == "exact":
             if not exact_ok:
-                raise ValueError(
-                    "sampler='exact' needs integer (spike-count) inputs and a discrete error model; "
-                    f"got {'graded inputs' if self.error_model.discrete() is not None else repr(self.error_model)}")
+                self.refuse_exact(x)
             return "exact"
         if self.sampler == "brute":
             return "brute"
         grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         return "exact" if exact_ok and not grad else "brute"
+
+    def refuse_exact(self, x: torch.Tensor) -> None:
+        """ValueError naming this layer and a value of ``x`` that is no spike count."""
+        if self.error_model.discrete() is None:
+            raise ValueError(f"{self.describe()}: sampler='exact' needs a discrete error model, got "
+                             f"{self.error_model!r}")
+        xd = x.detach()
+        bad = ~torch.isfinite(xd) | (xd != torch.round(xd))
+        example = xd[bad][0].item() if bool(bad.any()) else None
+        raise ValueError(f"{self.describe()}: sampler='exact' needs integer spike counts as input, got "
+                         f"{int(bad.sum())} non-integer value(s) such as {example!r}; use sampler='auto' "
+                         "(graded inputs are read once, weighted) or 'brute'")
+
+    def safe(self, op):
+        """``op`` itself, or with ``nonfinite`` propagation: ``op`` where a zero input reads nothing
+        (0 x inf/NaN weight is 0, see :mod:`spikenoise.synapse.nonfinite`)."""
+        finite_reads = self.error_model.default_nonfinite == "raise"  # e.g. not BitFlip
+        return op if finite_reads and self.nonfinite_policy == "raise" else zero_skipping(op)
+
+    def empty_forward(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
+        """Output of an input with no elements (e.g. an empty batch): nothing is read or drawn."""
+        return self.scale_and_bias(self.op(x, wq))
 
     def drawn_forward(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         """Forward with a static or per-call draw (``read_mode`` "frozen" or "per_row")."""
@@ -64,9 +85,9 @@ class _Engine(NoisySynapse):
         if reads.shape[0] == 1:
             # one draw shared by all rows (draws="batch", a pinned chip): one plain map
             # value and input gradient through the drawn weights, weight gradient straight through
-            return self.scale_and_bias(with_reads(x, wq, reads[0], self.op, self.op))
+            return self.scale_and_bias(with_reads(x, wq, reads[0], self.safe(self.op), self.op))
         reads = reads.expand(x.shape[0], *reads.shape[1:])  # a pinned chip is shared by the rows
-        return self.scale_and_bias(with_reads(x, wq, reads, self.row_op, self.op))
+        return self.scale_and_bias(with_reads(x, wq, reads, self.safe(self.row_op), self.op))
 
     def inference_only(self, x: torch.Tensor) -> bool:
         """No gradient is needed from this call (the folded clean map applies)."""
@@ -109,12 +130,34 @@ class _Engine(NoisySynapse):
         if how == "gaussian":
             return gaussian_reads(self.error_model, x, wq, self.op, cache=self.stored_cache().derived)
         if how == "exact":
-            return exact_spike_reads(self.error_model, x, wq, self.op, getattr(self, "groups", 1),
-                                     cache=self.stored_cache().derived)
+            groups = getattr(self, "groups", 1)
+            most = float(x.detach().abs().max()) * wq[0].numel() if x.numel() else 0.0
+            if most >= FLOAT32_EXACT and x.dtype != torch.float64:
+                # per-output read counts may pass 2**24: count them in float64, where they are exact
+                y = exact_spike_reads(self.error_model, x.double(), wq.double(), self.op, groups)
+                return y.to(x.dtype)
+            return exact_spike_reads(self.error_model, x, wq, self.op, groups, cache=self.stored_cache().derived)
+        if is_integer_valued(x):
+            check_spike_counts(x, BRUTE_MAX_COUNT, self.describe(), how)
         return self.brute_reads(x, wq)
 
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def _check_sizes(**sizes) -> None:
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _check_pairs(**pairs) -> None:
+    """Each ``name=(value, least)``: an int or a pair of ints, each >= least."""
+    for name, (v, least) in pairs.items():
+        items = v if isinstance(v, (tuple, list)) else (v,)
+        if len(items) not in (1, 2) or any(isinstance(k, bool) or not isinstance(k, int) or k < least
+                                           for k in items):
+            raise ValueError(f"{name} must be an integer >= {least} or a pair of them, got {v!r}")
 
 
 class NoisyLinear(_Engine, nn.Linear):
@@ -128,6 +171,8 @@ class NoisyLinear(_Engine, nn.Linear):
         sampler: ``"auto" | "exact" | "brute" | "gaussian"`` (per-spike dynamic reads only).
         learn_scale: train the per-layer scale (default True).
         draws: ``"row"`` (a draw per batch row) or ``"batch"`` (one shared by the batch).
+        nonfinite: ``"raise"`` | ``"propagate"`` | None (the error model's default; see
+            :mod:`spikenoise.synapse.base`).
 
     Shapes: input ``(B, in)`` or ``(B, *, in)``; output ``(B, out)`` / ``(B, *, out)``. Batch rows
     (dim 0) get independent errors; extra middle dims share a row's static draw.
@@ -135,9 +180,12 @@ class NoisyLinear(_Engine, nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  error_model: ErrorModel | None = None, errors: str = "none", reads: str = "spike",
-                 sampler: str = "auto", learn_scale: bool = True, draws: str = "row", device=None, dtype=None):
+                 sampler: str = "auto", learn_scale: bool = True, draws: str = "row", nonfinite: str | None = None,
+                 device=None, dtype=None):
+        _check_sizes(in_features=in_features, out_features=out_features)
+        check_flag("bias", bias)
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
+        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws, nonfinite)
 
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self.synapse_repr()}"
@@ -149,10 +197,11 @@ class NoisyLinear(_Engine, nn.Linear):
         return rowwise_linear(x, w)
 
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
-        return brute_linear_reads(self.error_model, x, wq)
+        return brute_linear_reads(self.error_model, x, wq, self.safe(rowwise_linear))
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         if not torch.is_grad_enabled():
             fast = self.clean_map()
             if fast is not None and x.dim() >= 1 and x.shape[-1] == self.in_features:
@@ -164,8 +213,10 @@ class NoisyLinear(_Engine, nn.Linear):
             w, b = self.folded_weight()
             return F.linear(x, w, b)
         wq = self.quantized_weight()
+        if x.numel() == 0:
+            return self.empty_forward(x, wq)
         if mode == "clean":
-            return self.scale_and_bias(F.linear(x, wq))
+            return self.scale_and_bias(self.safe(F.linear)(x, wq))
         if x.dim() == 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if mode == "per_row" and self.sampler == "gaussian" and self.draws == "row" and not self.pinned:
@@ -196,12 +247,16 @@ class NoisyConv2d(_Engine, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, *, error_model: ErrorModel | None = None,
                  errors: str = "none", reads: str = "spike", sampler: str = "auto",
-                 learn_scale: bool = True, draws: str = "row", device=None, dtype=None):
+                 learn_scale: bool = True, draws: str = "row", nonfinite: str | None = None, device=None,
+                 dtype=None):
         if isinstance(padding, str):
             raise ValueError(f"NoisyConv2d needs numeric padding, got {padding!r}")
+        _check_sizes(in_channels=in_channels, out_channels=out_channels, groups=groups)
+        _check_pairs(kernel_size=(kernel_size, 1), stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
+        check_flag("bias", bias)
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                            bias, padding_mode="zeros", device=device, dtype=dtype)
-        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws)
+        self.init_synapse(error_model, errors, reads, sampler, learn_scale, draws, nonfinite)
 
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self.synapse_repr()}"
@@ -222,10 +277,14 @@ class NoisyConv2d(_Engine, nn.Conv2d):
         return y.reshape(B, self.out_channels, *y.shape[2:])
 
     def brute_reads(self, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
-        return brute_conv_reads(self.error_model, x, wq, self)
+        if self.safe(self.op) is self.op:
+            return brute_conv_reads(self.error_model, x, wq, self)
+        return brute_conv_reads(self.error_model, x, wq, self,
+                                contract=zero_skipping(lambda c, r: torch.einsum("bgcp,bpgoc->bgop", c, r)))
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         if not torch.is_grad_enabled():
             fast = self.clean_map()
             if fast is not None and x.dim() == 4 and x.shape[1] == self.in_channels:
@@ -237,8 +296,10 @@ class NoisyConv2d(_Engine, nn.Conv2d):
             w, b = self.folded_weight()
             return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
         wq = self.quantized_weight()
+        if x.numel() == 0:
+            return self.empty_forward(x, wq)
         if mode == "clean":
-            return self.scale_and_bias(self.conv(x, wq))
+            return self.scale_and_bias(self.safe(self.conv)(x, wq))
         if mode in ("frozen", "per_row"):
             return self.drawn_forward(x, wq)
         return self.scale_and_bias(self.spike_reads(x, wq))

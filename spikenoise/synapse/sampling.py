@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..noise.base import ErrorModel
 from .base import is_integer_valued
+from .nonfinite import zero_with_grad
 
 __all__ = ["MEMORY_BUDGET", "exact_spike_reads", "brute_linear_reads", "brute_conv_reads", "gaussian_reads",
            "rowwise_linear", "with_reads"]
@@ -46,7 +47,7 @@ def with_reads(x: torch.Tensor, wq: torch.Tensor, reads: torch.Tensor, read_op: 
     """
     y = read_op(x, reads)
     if wq.requires_grad and torch.is_grad_enabled():
-        y = y + op(x, wq - wq.detach())
+        y = y + op(x, zero_with_grad(wq))
     return y
 
 
@@ -76,22 +77,34 @@ def gaussian_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     return mu + op(xv, var).clamp_min(0).sqrt() * torch.randn_like(mu)
 
 
-def brute_linear_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
-    """Reference for ``(B, in)`` inputs: draw every read. Integer |x| > 1 means that many reads."""
+def brute_linear_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, read_op: Op = rowwise_linear
+                       ) -> torch.Tensor:
+    """Reference for ``(B, in)`` inputs: draw every read. Integer |x| > 1 means that many reads.
+
+    ``read_op``: row ``b`` of the input times its read weights (default :func:`rowwise_linear`).
+    """
     B = x.shape[0]
     reps = _repeats(x)
     sign, mag = x.sign(), x.abs()
     y = None
     for k in range(1, reps + 1):
         xk = x if reps == 1 else sign * (mag >= k).to(x.dtype)
-        yk = with_reads(xk, wq, em.read(wq.detach(), B), rowwise_linear, F.linear)
+        yk = with_reads(xk, wq, em.read(wq.detach(), B), read_op, F.linear)
         y = yk if y is None else y + yk
     return y
 
 
-def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, chunk_elems: int = 2 ** 24
-                     ) -> torch.Tensor:
-    """Reference for a ``nn.Conv2d`` ``conv``: an independent read per (batch, spike, tap, output position)."""
+def _contract_taps(cols: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+    """Unfolded inputs ``(b, g, c, P)`` times a read per position ``(b, P, g, o, c)`` -> ``(b, g, o, P)``."""
+    return torch.einsum("bgcp,bpgoc->bgop", cols, reads)
+
+
+def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, chunk_elems: int = 2 ** 24,
+                     contract: Op = _contract_taps) -> torch.Tensor:
+    """Reference for a ``nn.Conv2d`` ``conv``: an independent read per (batch, spike, tap, output position).
+
+    ``contract``: the map of unfolded inputs with their reads (default: a plain einsum).
+    """
     B = x.shape[0]
     kh, kw = conv.kernel_size
     cols = F.unfold(x, (kh, kw), conv.dilation, conv.padding, conv.stride)  # (B, Cin*kh*kw, P)
@@ -111,10 +124,10 @@ def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, ch
             e = min(B, s + rows)
             reads = em.read(wq.detach(), (e - s) * P)  # (nb*P, Cout, Cin/g, kh, kw)
             reads = reads.reshape(e - s, P, g, cout_g, cin_g * kh * kw)
-            y[s:e] += torch.einsum("bgcp,bpgoc->bgop", xk[s:e], reads)
+            y[s:e] += contract(xk[s:e], reads)
     y = y.reshape(B, conv.out_channels, Ho, Wo)
     if wq.requires_grad and torch.is_grad_enabled():
-        y = y + conv.conv(x, wq - wq.detach())  # straight-through gradient to hidden weights
+        y = y + conv.conv(x, zero_with_grad(wq))  # straight-through gradient to hidden weights
     return y
 
 

@@ -115,9 +115,14 @@ def _check_positive(name: str, v, allow_none: bool = False) -> float | None:
 
 
 def _check_noise(s) -> float:
-    v = float(s)
-    if not v >= 0:
-        raise ValueError(f"input_noise must be >= 0, got {s!r}")
+    if isinstance(s, (bool, str, bytes)):
+        raise ValueError(f"input_noise must be a number >= 0, got {s!r}")
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_noise must be a number >= 0, got {s!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"input_noise must be a finite number >= 0, got {s!r}")
     return v
 
 
@@ -308,11 +313,13 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  error_model: ErrorModel | None = None, errors: str = "none", reads: str = "once",
-                 sampler: str = "auto", learn_scale: bool = True, device=None, dtype=None, **analog: Any):
+                 sampler: str = "auto", learn_scale: bool = True, nonfinite: str | None = None, device=None,
+                 dtype=None, **analog: Any):
+        check_analog_names(analog)
         NoisyLinear.__init__(self, in_features, out_features, bias,
                              error_model=DifferentialCells() if error_model is None else error_model,
                              errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale,
-                             device=device, dtype=dtype)
+                             nonfinite=nonfinite, device=device, dtype=dtype)
         self._init_analog(analog)
 
     def extra_repr(self) -> str:
@@ -320,8 +327,11 @@ class TiledLinear(AnalogSynapse, NoisyLinear):
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"TiledLinear expects input (..., {self.in_features}), got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            return self.empty_forward(x, self.quantized_weight())
         x = self.prepare_input(x)
         if self.use_engine():
             return NoisyLinear.forward(self, x)
@@ -363,11 +373,12 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, error_model: ErrorModel | None = None,
                  errors: str = "none", reads: str = "once", sampler: str = "auto", learn_scale: bool = True,
-                 device=None, dtype=None, **analog: Any):
+                 nonfinite: str | None = None, device=None, dtype=None, **analog: Any):
+        check_analog_names(analog)
         NoisyConv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                              error_model=DifferentialCells() if error_model is None else error_model,
                              errors=errors, reads=reads, sampler=sampler, learn_scale=learn_scale,
-                             device=device, dtype=dtype)
+                             nonfinite=nonfinite, device=device, dtype=dtype)
         self._init_analog(analog)
 
     def extra_repr(self) -> str:
@@ -375,8 +386,11 @@ class TiledConv2d(AnalogSynapse, NoisyConv2d):
 
     @engine_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)  # the engine path checks again: one more isfinite, kept for simplicity
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"TiledConv2d expects input (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            return self.empty_forward(x, self.quantized_weight())
         x = self.prepare_input(x)
         if self.use_engine():
             return NoisyConv2d.forward(self, x)

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from ..executor import make_executor
-from ..scaffold import fmt_seconds, open_store, set_threads
+from ..scaffold import fmt_seconds, open_store, output_folder, set_threads
 from .options import PRESETS, VISIBLE_PRESETS, WIDTHS, add_arguments, resolve
 
 __all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "add_arguments", "main", "resolve"]
@@ -65,8 +65,7 @@ def _run(args, cfg, executor, t_start: float, cpu_start: float, t_ray: float) ->
     from . import figures, protocol
 
     set_threads(cfg["threads"])
-    out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(cfg["out"])
     if args.fresh:
         protocol.remove_outputs(out)
     print(_header(cfg, out))
