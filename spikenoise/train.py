@@ -281,6 +281,45 @@ def run_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimiz
     return total_loss / seen, correct / seen
 
 
+def _resume(ckpt_path: Path | None, model: nn.Module, optimizer, scheduler, hparams: dict[str, Any],
+            dev: torch.device) -> tuple[list[dict[str, Any]], int]:
+    """History and first epoch to run: ``([], 0)``, or what the checkpoint at ``ckpt_path`` holds
+    (model, optimizer, scheduler and RNG states restored; its hyper-parameters must match)."""
+    if ckpt_path is None or not ckpt_path.exists():
+        return [], 0
+    ckpt = load_checkpoint(ckpt_path, map_location=dev)
+    if ckpt["hparams"] != hparams:
+        raise ValueError(f"checkpoint {ckpt_path} was written with {ckpt['hparams']}, not {hparams}; "
+                         "use another checkpoint path or delete it to start over")
+    model.load_state_dict(ckpt["model"])
+    start = int(ckpt["epoch"])
+    if start < hparams["epochs"]:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+    return list(ckpt["history"]), start
+
+
+def _train_epoch(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, optimizer, scheduler,
+                 dev: torch.device, epoch: int, epochs: int, seed: int, grad_clip: float | None,
+                 progress: bool) -> dict[str, Any]:
+    """One seeded epoch of training (and validation): its history record."""
+    t0 = time.perf_counter()
+    seed_everything(derive_seed(seed, epoch, "epoch"))
+    _set_epoch(train_loader, epoch, seed)
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    train_loss, train_acc = run_epoch(model, train_loader, optimizer, dev, grad_clip, progress,
+                                      desc=f"epoch {epoch + 1}/{epochs}")
+    scheduler.step()
+    val_loss = val_acc = None
+    if val_loader is not None:
+        seed_everything(derive_seed(seed, epoch, "val"))
+        val_loss, val_acc = run_epoch(model, val_loader, None, dev, progress=progress, desc="val")
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+            "val_acc": val_acc, "weight_lr": lrs[0], "lr": lrs[1] if len(lrs) > 1 else lrs[0],
+            "seconds": time.perf_counter() - t0}
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, epochs: int = 100,
         lr: float = 1e-3, weight_lr: float = 1e-2, checkpoint: str | os.PathLike | None = None,
         seed: int = 0, progress: bool = True, log: Callable[[dict[str, Any]], None] | None = None, *,
@@ -325,41 +364,13 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     hparams = {"epochs": epochs, "lr": float(lr), "weight_lr": float(weight_lr), "seed": int(seed),
                "grad_clip": grad_clip}
-    history: list[dict[str, Any]] = []
-    start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, map_location=dev)
-        if ckpt["hparams"] != hparams:
-            raise ValueError(f"checkpoint {ckpt_path} was written with {ckpt['hparams']}, not {hparams}; "
-                             "use another checkpoint path or delete it to start over")
-        model.load_state_dict(ckpt["model"])
-        history = list(ckpt["history"])
-        start = int(ckpt["epoch"])
-        if start >= epochs:
-            model.eval()
-            return history
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-
+    history, start = _resume(ckpt_path, model, optimizer, scheduler, hparams, dev)
     bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=desc, disable=not progress,
                dynamic_ncols=True)
     for epoch in bar:
-        t0 = time.perf_counter()
-        seed_everything(derive_seed(seed, epoch, "epoch"))
-        _set_epoch(train_loader, epoch, seed)
-        lrs = [g["lr"] for g in optimizer.param_groups]
-        train_loss, train_acc = run_epoch(model, train_loader, optimizer, dev, grad_clip, progress,
-                                          desc=f"epoch {epoch + 1}/{epochs}")
-        scheduler.step()
-        val_loss = val_acc = None
-        if val_loader is not None:
-            seed_everything(derive_seed(seed, epoch, "val"))
-            val_loss, val_acc = run_epoch(model, val_loader, None, dev, progress=progress, desc="val")
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                  "val_loss": val_loss, "val_acc": val_acc, "weight_lr": lrs[0],
-                  "lr": lrs[1] if len(lrs) > 1 else lrs[0], "seconds": time.perf_counter() - t0}
+        record = _train_epoch(model, train_loader, val_loader, optimizer, scheduler, dev, epoch, epochs, seed,
+                              grad_clip, progress)
         history.append(record)
         if ckpt_path is not None:
             _atomic_save({"format": "spikenoise.train", "version": CHECKPOINT_VERSION,
@@ -367,8 +378,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "epochs": epochs,
                           "hparams": hparams, "history": history, "rng": _rng_state()}, ckpt_path)
         if progress:
-            bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}",
-                            **({"val": f"{val_acc:.3f}"} if val_acc is not None else {}))
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+                            **({"val": f"{record['val_acc']:.3f}"} if record["val_acc"] is not None else {}))
         if log is not None:
             log(dict(record))
     model.eval()
