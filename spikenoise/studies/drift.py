@@ -154,12 +154,36 @@ def _new_model(name: str, n_classes: int, width: str, seed: int):
     return build_model(name, n_classes=n_classes, **WIDTHS[width].get(name, {}))
 
 
+def _plan(cfg: dict[str, Any]) -> list[tuple[str, str, float, int]]:
+    """Every result row of the run: ``(model, condition, t, repetition)``."""
+    plan = []
+    for m in cfg["models"]:
+        plan.append((m, "clean", 0.0, 0))
+        for cond, (_, _, aware) in CONDITIONS.items():
+            for t in (cfg["aware_times"] if aware else cfg["times"]):
+                plan += [(m, cond, t, r) for r in range(cfg["repeats"])]
+    return plan
+
+
+def _aware_net(cfg: dict[str, Any], m: str, n_classes: int, t: float, agnostic: Path, ck: Path, train_loader,
+               val_loader, ft: dict[str, Any]):
+    """Model ``m`` fine-tuned error-aware (static errors, compensated) at time ``t`` from its agnostic one."""
+    from ..train import derive_seed, finetune, load_checkpoint
+
+    a = _new_model(m, n_classes, cfg["width"], cfg["seed"])
+    load_checkpoint(agnostic, a)
+    finetune(a, train_loader, val_loader, error_model=DriftingPCM().at(t).with_options(compensation=True),
+             errors="static", epochs=cfg["finetune_epochs"], checkpoint=ck / f"{m}_aware_t{t:g}.pt",
+             seed=derive_seed(cfg["seed"], m, "aware", t), desc=f"aware {m} @ {time_label(t)}", **ft)
+    return a
+
+
 def run(cfg: dict[str, Any], out: Path, progress: bool = True, fresh: bool = False) -> ResultStore:
     """Train, fine-tune and evaluate everything not yet in ``out``; returns the store."""
     from tqdm.auto import tqdm
 
     from ..evaluate import cache_batches, noisy_accuracy, repetition_seed
-    from ..train import derive_seed, finetune, fit, load_checkpoint
+    from ..train import derive_seed, fit
 
     data = _load(cfg, progress)
     n_classes = len(data.classes)
@@ -171,12 +195,7 @@ def run(cfg: dict[str, Any], out: Path, progress: bool = True, fresh: bool = Fal
     ck = out / "checkpoints"
     hp = dict(lr=cfg["lr"], weight_lr=cfg["weight_lr"], progress=progress)
     ft = dict(hp, lr=cfg["lr"] * cfg["finetune_lr_scale"], weight_lr=cfg["weight_lr"] * cfg["finetune_lr_scale"])
-    plan = []  # (model, condition, t, rep)
-    for m in cfg["models"]:
-        plan.append((m, "clean", 0.0, 0))
-        for cond, (_, _, aware) in CONDITIONS.items():
-            for t in (cfg["aware_times"] if aware else cfg["times"]):
-                plan += [(m, cond, t, r) for r in range(cfg["repeats"])]
+    plan = _plan(cfg)
     bar = tqdm(total=len(plan), desc="drift", disable=not progress, dynamic_ncols=True)
     pcm = DriftingPCM()
     for m in cfg["models"]:
@@ -198,13 +217,7 @@ def run(cfg: dict[str, Any], out: Path, progress: bool = True, fresh: bool = Fal
             if aware:
                 if t not in aware_nets:
                     c2 = time.process_time()
-                    a = _new_model(m, n_classes, cfg["width"], cfg["seed"])
-                    load_checkpoint(agnostic, a)
-                    finetune(a, train_loader, val_loader, error_model=pcm.at(t).with_options(compensation=True),
-                             errors="static", epochs=cfg["finetune_epochs"],
-                             checkpoint=ck / f"{m}_aware_t{t:g}.pt", seed=derive_seed(cfg["seed"], m, "aware", t),
-                             desc=f"aware {m} @ {time_label(t)}", **ft)
-                    aware_nets[t] = a
+                    aware_nets[t] = _aware_net(cfg, m, n_classes, t, agnostic, ck, train_loader, val_loader, ft)
                     ft_cpu[t] = time.process_time() - c2
                 model = aware_nets[t]
             key = _key(m, cond, t, rep)
