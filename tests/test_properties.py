@@ -24,7 +24,8 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 import spikenoise as sn  # noqa: E402
 from spikenoise import MultiLevelNVM, ResultStore, mean_ci  # noqa: E402
 
-FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same examples every time (a new failure is a code change, not luck)
+FAST = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 sigmas = st.floats(min_value=0.02, max_value=5.0, allow_nan=False)
 n_levels = st.integers(min_value=2, max_value=16)
@@ -80,7 +81,8 @@ def test_p_correct_decreases_with_sigma(L, s1, s2):
     d_lo = np.diag(MultiLevelNVM(sigma=lo, n_levels=L).confusion.numpy())
     d_hi = np.diag(MultiLevelNVM(sigma=hi, n_levels=L).confusion.numpy())
     assert (d_hi <= d_lo + 1e-15).all()
-    assert d_hi[L // 2] < d_lo[L // 2]  # strictly, for every level with a finite interval
+    if d_lo[L // 2] < 1 - 1e-9:  # strictly, unless both are 1 to float precision
+        assert d_hi[L // 2] < d_lo[L // 2]
     # error magnitude grows with sigma
     a = MultiLevelNVM(sigma=lo, n_levels=L).error_magnitude().numpy()
     b = MultiLevelNVM(sigma=hi, n_levels=L).error_magnitude().numpy()
@@ -218,7 +220,7 @@ def test_a_torn_last_line_is_dropped_and_the_rest_is_kept(values, cut):
 @pytest.mark.xfail(reason="torn-line repair is being added to results.py in parallel (issue 17 follow-up): "
                           "a row appended after a torn line is glued onto it and lost on the next reopen; "
                           "adapt when it lands", strict=False)
-@settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.generate])  # no shrinking while xfail
+@settings(max_examples=20, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])  # no shrinking while xfail
 @given(values=st.lists(st.integers(0, 100), min_size=1, max_size=5), cut=st.integers(1, 40))
 def test_resume_after_a_torn_line_keeps_the_new_rows(values, cut):
     cfg = {"study": "torn-resume"}
