@@ -126,3 +126,98 @@ def test_discrete_view_and_sum_sampler_are_the_models_own():
     s = nvm.sum_sampler()
     assert s is nvm.sum_sampler()  # built once, cached
     np.testing.assert_array_equal(s.confusion, nvm.confusion.numpy())
+
+
+# ------------------------------------------------------------------------------------------
+# the ErrorModel base class
+
+class _Ternary(sn.ErrorModel):
+    """A minimal discrete model (levels -1, 0, +1) that relies on the base-class defaults."""
+
+    kind = "test_ternary"
+
+    def __init__(self, p: float = 0.1):
+        self.p = p
+
+    def discrete(self):
+        P = torch.tensor([[1 - self.p, self.p, 0.0], [self.p / 2, 1 - self.p, self.p / 2], [0.0, self.p, 1 - self.p]],
+                         dtype=torch.float64)
+        return sn.DiscreteLevels(values=torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64), confusion=P)
+
+    def config(self):
+        return {"kind": self.kind, "p": self.p}
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(**cfg)
+
+
+class _Graded(sn.ErrorModel):
+    kind = ""  # not registered
+
+    def config(self):
+        return {"kind": "graded"}
+
+
+def test_base_defaults_and_registry():
+    t = _Ternary(0.2)
+    assert t.fit_scale(torch.tensor([5.0, -7.0])) == 1.0
+    assert t.ste_range() is None and not t.noiseless
+    with pytest.raises(NotImplementedError, match="use sampler='exact'"):
+        t.read_moments(torch.zeros(2))
+    again = sn.error_model_from_config(t.config())  # registered by its kind
+    assert isinstance(again, _Ternary) and again == t and again != _Ternary(0.3)
+    assert t != "not a model" and hash(again) == hash(t) and len({t, again, _Ternary(0.3)}) == 2
+    with pytest.raises(ValueError, match="unknown error model kind 'graded'"):
+        sn.error_model_from_config(_Graded().config())
+
+
+def test_base_sum_sampler_is_built_from_discrete_and_cached():
+    t = _Ternary(0.25)
+    s = t.sum_sampler()
+    assert s is t.sum_sampler()
+    np.testing.assert_allclose(s.confusion, t.discrete().confusion.numpy())
+    n = 20_000
+    torch.manual_seed(0)
+    err = s.sample(torch.full((n,), 1), torch.full((n,), 4))  # 4 reads of the middle level
+    assert err.float().mean().item() == pytest.approx(0.0, abs=5 * (4 * 0.25 / n) ** 0.5)
+    assert err.float().var().item() == pytest.approx(4 * 0.25, rel=0.05)  # var of one read: p
+    with pytest.raises(ValueError, match="_Graded is not discrete"):
+        _Graded().sum_sampler()
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01, float("nan"), "x", None])
+def test_check_probability_names_the_parameter_and_value(bad):
+    from spikenoise.noise import check_probability
+
+    with pytest.raises(ValueError, match=r"p_flip must be a probability in \[0, 1\], got " + repr(bad)[:4].replace("(", r"\(")):
+        check_probability("p_flip", bad)
+
+
+def test_check_probability_accepts_the_closed_interval():
+    from spikenoise.noise import check_probability
+
+    assert check_probability("p", 0) == 0.0 and check_probability("p", 1) == 1.0
+    assert check_probability("p", "0.25") == 0.25 and isinstance(check_probability("p", 1), float)
+
+
+# ------------------------------------------------------------------------------------------
+# the result store's CSV export
+
+def test_write_csv_flattens_keys_first_and_json_encodes_lists(tmp_path):
+    import csv
+    import json as _json
+
+    store = sn.ResultStore(tmp_path, {"x": 1})
+    store.add({"model": "a", "level": 1}, {"acc": 0.5, "accs": [0.4, 0.6]})
+    store.add({"model": "b", "level": 2}, {"acc": 0.7, "extra": {"k": 1}})
+    out = store.write_csv()
+    assert out == tmp_path / "results.csv"
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert set(list(rows[0])[:2]) == {"model", "level"}  # key fields first
+    assert set(rows[0]) == {"model", "level", "acc", "accs", "time", "extra"}
+    assert rows[0]["model"] == "a" and float(rows[0]["acc"]) == 0.5
+    assert _json.loads(rows[0]["accs"]) == [0.4, 0.6] and rows[0]["extra"] == ""
+    assert _json.loads(rows[1]["extra"]) == {"k": 1} and rows[1]["accs"] == ""
+    assert store.write_csv("other.csv") == tmp_path / "other.csv"
