@@ -1,7 +1,7 @@
-"""Keyword-spotting model zoo of seed paper 000 (section II.B), every synapse in noisy NVM.
+"""The model zoo, every synapse in noisy memory, behind one registry (:mod:`.registry`).
 
-Four models with similar parameter counts, input ``(B, 67, 40)`` = (batch, time, 40 log-Mel
-features), output logits ``(B, n_classes)``:
+Keyword-spotting models of seed paper 000 (section II.B), input ``(B, 67, 40)`` = (batch, time,
+40 log-Mel features), output logits ``(B, n_classes)``:
 
 ============  =====================================================  ==========================
 name          model                                                  default reads
@@ -13,10 +13,18 @@ name          model                                                  default rea
 ``cnn_pixel`` :class:`CNNPerPixel`: the CNN read per pixel (IV.A)    per (input, tap, position)
 ============  =====================================================  ==========================
 
+Other models of the side studies: ``vgg11 | vgg13 | vgg16 | vgg19`` (:mod:`.vgg`, seed 001),
+``binary_mlp | binary_cnn`` (:mod:`.bnn`, seed 002), ``resilience_mlp | resilience_cnn |
+resilience_rnn`` (:mod:`.resilience`, seed 004). Neurons (LIF, readout, SpikGRU cells) live in
+:mod:`spikenoise.neurons`.
+
 Every ``forward`` is one inference (it calls ``spikenoise.new_inference(self)`` first), so
 static errors are drawn once per input sample and held for all its timesteps. Change the error
 options later with ``spikenoise.configure(model, errors=..., error_model=...)``; leaving
 ``reads`` out keeps each layer's read semantics.
+
+Adding a model: one new file here whose class carries ``@register_model("name")``, and its
+import line below.
 
 Example::
 
@@ -27,35 +35,20 @@ Example::
 """
 from __future__ import annotations
 
-from spikenoise.noise.base import ErrorModel
+from spikenoise.neurons import LIF, LeakyReadout, SpikeFunction, spike
 
-from ._neurons import LIF, KWSModel, LeakyReadout, SpikeFunction, spike
+from .base import KWSModel
 from .cnn import CNN, CNNPerPixel
+from .registry import KWS_MODELS, MODELS, build_model, model_names, register_model
 from .rnn import RNN, LightGRULayer
 from .scnn import SCNN
 from .srnn import SRNN, SpikGRULayer
 
-__all__ = ["build_model", "MODEL_NAMES", "MODELS", "CNN", "RNN", "SCNN", "SRNN", "CNNPerPixel", "KWSModel",
-           "LightGRULayer", "SpikGRULayer", "LIF", "LeakyReadout", "SpikeFunction", "spike"]
+from . import bnn, resilience, vgg  # noqa: E402,F401  (registers their models; after the KWS zoo)
 
-#: model name -> class
-MODELS = {"cnn": CNN, "rnn": RNN, "scnn": SCNN, "srnn": SRNN, "cnn_pixel": CNNPerPixel}
-#: names accepted by :func:`build_model`
-MODEL_NAMES = tuple(MODELS)
+__all__ = ["build_model", "register_model", "model_names", "MODEL_NAMES", "MODELS", "CNN", "RNN", "SCNN", "SRNN",
+           "CNNPerPixel", "KWSModel", "LightGRULayer", "SpikGRULayer", "LIF", "LeakyReadout", "SpikeFunction",
+           "spike"]
 
-
-def build_model(name: str, n_classes: int = 12, error_model: ErrorModel | None = None, errors: str = "none",
-                **kwargs) -> KWSModel:
-    """Build a model of the zoo by name (``MODEL_NAMES``).
-
-    Args:
-        name: ``"cnn" | "rnn" | "scnn" | "srnn" | "cnn_pixel"``.
-        n_classes: number of output classes (12 for the GSCD KWS task).
-        error_model: e.g. ``MultiLevelNVM.noise_level(2)`` (default: error-free 8-level NVM).
-        errors: ``"none" | "static" | "dynamic"`` for every synapse.
-        **kwargs: model-specific options (``reads``, ``sampler``, ``input_reads``, ``hidden``,
-            ``channels``, ``timesteps``, ``input_shape``, ...), see each class.
-    """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
-    return MODELS[name](n_classes=n_classes, error_model=error_model, errors=errors, **kwargs)
+#: names of the keyword-spotting models (``MODELS`` holds every registered model)
+MODEL_NAMES = tuple(KWS_MODELS)

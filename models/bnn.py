@@ -19,8 +19,9 @@ engine computes ``x W_err`` and routes ``dL/dW_err`` straight through to the hid
 Draw granularity. The engine draws static errors per batch row -- a ``(batch, 4096, 4096)`` tensor
 per layer for the default MLP, which does not fit in memory. :class:`BinaryLinear` /
 :class:`BinaryConv2d` therefore add ``draws="batch"`` (default): one error pattern per forward, shared
-by the rows of the batch (what seed 002 does: "we added errors at each iteration"). ``draws="row"``
-keeps the engine's per-row draws.
+by the rows of the batch (what seed 002 does: "we added errors at each iteration"); it is the
+engine's own ``draws`` option (:mod:`spikenoise.synapse.base`). ``draws="row"`` keeps per-row draws.
+The layer types live in :mod:`spikenoise.synapse.layers` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -28,15 +29,17 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from spikenoise.noise.base import ErrorModel
-from spikenoise.noise.binary import binary_weights
-from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, new_inference, synapses
+from spikenoise.synapse import BinaryConv2d, BinaryLinear, NoisySynapse, new_inference, synapses
+
+from .base import image_batch
+from .registry import register_model
 
 __all__ = ["SignSTE", "sign_ste", "BinaryActivation", "BinaryLinear", "BinaryConv2d", "BinaryMLP",
            "BinaryCNN", "bn_thresholds", "clip_hidden_weights", "DRAWS"]
 
+#: one draw per forward (``"batch"``, the default here) or per batch row (the engine's ``draws``)
 DRAWS = ("batch", "row")
 
 
@@ -74,83 +77,11 @@ class BinaryActivation(nn.Module):
         return f"clip={self.clip}"
 
 
-def _check_draws(draws: str) -> str:
-    if draws not in DRAWS:
-        raise ValueError(f"draws must be one of {DRAWS}, got {draws!r}")
-    return draws
-
-
-class _BatchDraws:
-    """Mixin: with ``draws="batch"`` a static/per-step read is one draw shared by the whole batch."""
-
-    draws: str
-
-    def _shared_reads(self, wq: torch.Tensor) -> torch.Tensor | None:
-        """The read weights (no gradient) of a draw shared by the batch, or None for the engine's own path."""
-        if self.draws != "batch":
-            return None
-        mode = self._mode()  # type: ignore[attr-defined]
-        if mode == "frozen":
-            return self._frozen_reads(wq, 1)[0]  # type: ignore[attr-defined]
-        if mode == "per_row":
-            return self.error_model.read(wq.detach(), 1)[0]  # type: ignore[attr-defined]
-        return None  # clean, or per-spike reads (engine)
-
-
-class BinaryLinear(_BatchDraws, NoisyLinear):
-    """Linear layer with +-1 weights in 2-level NVM (no bias: batch norm follows).
-
-    Args:
-        in_features, out_features: sizes.
-        error_model: default ``binary_weights(0)``; errors/reads as the synapse engine (default
-            reads once per inference).
-        draws: ``"batch"`` (one error pattern per forward) or ``"row"`` (per batch row).
-
-    Shapes: ``(B, in) -> (B, out)``. ``scale`` is fixed at ``1/sqrt(in)`` (batch norm makes it moot).
-    """
-
-    def __init__(self, in_features: int, out_features: int, *, error_model: ErrorModel | None = None,
-                 errors: str = "none", reads: str = "once", draws: str = "batch"):
-        super().__init__(in_features, out_features, bias=False, error_model=error_model or binary_weights(0.0),
-                         errors=errors, reads=reads, learn_scale=False)
-        self.draws = _check_draws(draws)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        wq = self.quantized_weight()
-        reads = self._shared_reads(wq)
-        if reads is None:
-            return super().forward(x)
-        # value and input gradient through the drawn weights, weight gradient straight through
-        return self._finish(self._with_reads(x, wq, reads, F.linear, F.linear))
-
-
-class BinaryConv2d(_BatchDraws, NoisyConv2d):
-    """Conv2d with +-1 weights in 2-level NVM (no bias); options as :class:`BinaryLinear`.
-
-    Shapes: ``(B, C_in, H, W) -> (B, C_out, H', W')``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=1, *,
-                 error_model: ErrorModel | None = None, errors: str = "none", reads: str = "once",
-                 draws: str = "batch"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=False,
-                         error_model=error_model or binary_weights(0.0), errors=errors, reads=reads,
-                         learn_scale=False)
-        self.draws = _check_draws(draws)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        wq = self.quantized_weight()
-        reads = self._shared_reads(wq)
-        if reads is None:
-            return super().forward(x)
-        return self._finish(self._with_reads(x, wq, reads, self._conv, self._conv))
-
-
 @torch.no_grad()
 def clip_hidden_weights(model: nn.Module, bound: float = 1.0) -> None:
     """Clip the hidden weights of every synapse to ``[-bound, bound]`` (BinaryConnect)."""
     for s in synapses(model):
-        s.weight.clamp_(-bound, bound)  # type: ignore[attr-defined]
+        s.weight.clamp_(-bound, bound)
 
 
 @torch.no_grad()
@@ -189,6 +120,7 @@ class _BNN(nn.Module):
         return list(synapses(self))
 
 
+@register_model("binary_mlp")
 class BinaryMLP(_BNN):
     """Fully connected BNN (seed 002, Fig. 2a): ``in -> 4096 -> 4096 -> classes`` by default.
 
@@ -228,6 +160,7 @@ class BinaryMLP(_BNN):
         return x
 
 
+@register_model("binary_cnn")
 class BinaryCNN(_BNN):
     """Convolutional BNN (seed 002, Fig. 2b; Courbariaux's CIFAR-10 BNN scaled by ``width``).
 
@@ -281,9 +214,4 @@ class BinaryCNN(_BNN):
         self.feature_shape = (c, h, w)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"BinaryCNN expects input (B, {self.in_channels}, {self.input_size[0]}, "
-                             f"{self.input_size[1]}), got shape {tuple(x.shape)}")
-        return x
+        return image_batch(x, self.in_channels, self.input_size, "BinaryCNN")

@@ -26,7 +26,8 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, READS, configure
 
-from ._neurons import KWSModel
+from .base import KWSModel
+from .registry import register_model
 
 __all__ = ["CNN", "CNNPerPixel", "conv_output_shape"]
 
@@ -38,6 +39,7 @@ def conv_output_shape(hw: tuple[int, int], kernel, stride, padding) -> tuple[int
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(hw, kernel, stride, padding))  # type: ignore[return-value]
 
 
+@register_model("cnn", kws=True)
 class CNN(KWSModel):
     """Three noisy convolutions (16, 32, 64 channels) and one fully connected layer.
 
@@ -80,7 +82,7 @@ class CNN(KWSModel):
         self.fc = NoisyLinear(c_in * hw[0] * hw[1], self.n_classes, **syn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._start(x, fixed_time=True)
+        self.start_inference(x, fixed_time=True)
         act = _ACTIVATIONS[self.activation]
         h = x.unsqueeze(1)  # (B, 1, time, freq)
         for conv in self.convs:
@@ -89,6 +91,7 @@ class CNN(KWSModel):
         return self.fc(h.flatten(1))
 
 
+@register_model("cnn_pixel", kws=True)
 class CNNPerPixel(CNN):
     """The :class:`CNN` with every weight read at every use, like the SCNN (seed 000 IV.A).
 

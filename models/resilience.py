@@ -1,6 +1,6 @@
 """MLP, CNN and weight re-use RNN of seed paper 004 (Bennett, Dellana et al., "Evaluating complexity
 and resilience trade-offs in emerging memory inference machines"), every synapse a
-:class:`~spikenoise.tiles.TiledLinear` / :class:`~spikenoise.tiles.TiledConv2d` (ideal analog by
+:class:`~spikenoise.synapse.TiledLinear` / :class:`~spikenoise.synapse.TiledConv2d` (ideal analog by
 default: no arrays, no ADC, no DAC), so programming variation, input noise, tiles and ADCs are
 all one ``configure`` / ``tile`` / ``set_analog`` away.
 
@@ -38,8 +38,9 @@ import torch.nn.functional as F
 
 from spikenoise.noise.analog import GaussianVariation
 from spikenoise.noise.base import ErrorModel
-from spikenoise.synapse import new_inference
-from spikenoise.tiles import TiledConv2d, TiledLinear
+from spikenoise.synapse import TiledConv2d, TiledLinear, new_inference
+
+from .registry import build_model, register_model
 
 __all__ = ["Jitter", "relu1", "MLP", "ResilienceCNN", "ReuseRNN", "build_resilience_model", "RESILIENCE_MODELS",
            "IDEAL"]
@@ -78,6 +79,7 @@ def _syn(error_model: ErrorModel | None, errors: str, analog: dict[str, Any]) ->
     return dict(error_model=em, errors=errors, **opts)
 
 
+@register_model("resilience_mlp")
 class MLP(nn.Module):
     """Fully connected network ``M -> hidden... -> n_classes`` with bounded ReLU.
 
@@ -110,6 +112,7 @@ class MLP(nn.Module):
         return self.out(h)
 
 
+@register_model("resilience_cnn")
 class ResilienceCNN(nn.Module):
     """Seed 004 CNN: C3/3-C3/3-MP2-C3/6-C3/6-D100-D10 ('same' 3x3 convolutions, bounded ReLU).
 
@@ -148,6 +151,7 @@ class ResilienceCNN(nn.Module):
         return self.out(h)
 
 
+@register_model("resilience_rnn")
 class ReuseRNN(nn.Module):
     """Seed 004 "Mosaics" RNN: one ``(M/t + H) -> H`` matrix re-used over ``t`` steps.
 
@@ -190,7 +194,7 @@ RESILIENCE_MODELS = {"mlp": MLP, "cnn": ResilienceCNN, "rnn": ReuseRNN}
 
 
 def build_resilience_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build ``"mlp"``, ``"cnn"`` or ``"rnn"`` (keyword arguments go to the class)."""
+    """Build ``"mlp"``, ``"cnn"`` or ``"rnn"`` (``build_model("resilience_" + name, **kwargs)``)."""
     if name not in RESILIENCE_MODELS:
         raise ValueError(f"model must be one of {sorted(RESILIENCE_MODELS)}, got {name!r}")
-    return RESILIENCE_MODELS[name](**kwargs)
+    return build_model(f"resilience_{name}", **kwargs)

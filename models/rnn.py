@@ -27,7 +27,10 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import KWSModel, LeakyReadout
+from spikenoise.neurons import LeakyReadout, light_gru_step
+
+from .base import KWSModel
+from .registry import register_model
 
 __all__ = ["LightGRULayer", "RNN"]
 
@@ -45,10 +48,10 @@ class LightGRULayer(nn.Module):
         if h is None:
             h = x.new_zeros(x.shape[0], self.n_hidden)
         a, zbar = (self.W(x) + self.U(h)).chunk(2, dim=-1)
-        z = torch.sigmoid(zbar)
-        return z * h + (1 - z) * torch.tanh(a)
+        return light_gru_step(a, zbar, h)
 
 
+@register_model("rnn", kws=True)
 class RNN(KWSModel):
     """Two light-GRU layers of 128 units and a leaky-integrator readout.
 
@@ -76,7 +79,7 @@ class RNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._start(x, fixed_time=False)
+        self.start_inference(x, fixed_time=False)
         hs: list[torch.Tensor | None] = [None] * len(self.layers)
         m = None
         total = 0.0

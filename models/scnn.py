@@ -11,7 +11,7 @@ The :class:`~spikenoise.models.CNN` topology with leaky integrate-and-fire neuro
         m_t  = beta_o * m_{t-1} + fc(flatten(s3_t))     # leaky integrator, no spikes
     logits = mean_t m_t
 
-LIF (:class:`~spikenoise.models._neurons.LIF`): ``v_t = beta * v_{t-1} + I_t - V_th s_{t-1}``,
+LIF (:class:`~spikenoise.neurons.LIF`): ``v_t = beta * v_{t-1} + I_t - V_th s_{t-1}``,
 ``s_t = H(v_t - V_th)``, ``V_th = 1``, ``beta`` learnable per channel, init 0.8, clamped [0, 1];
 surrogate ``1 / (1 + 10 (v - V_th)^2)`` (seed 000 II.D).
 
@@ -36,12 +36,16 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyConv2d, NoisyLinear
 
-from ._neurons import LIF, KWSModel, LeakyReadout
+from spikenoise.neurons import LIF, LeakyReadout
+
+from .base import KWSModel
 from .cnn import conv_output_shape
+from .registry import register_model
 
 __all__ = ["SCNN"]
 
 
+@register_model("scnn", kws=True)
 class SCNN(KWSModel):
     """Spiking CNN: three noisy convolutions with LIF neurons, leaky-integrator readout.
 
@@ -84,7 +88,7 @@ class SCNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._start(x, fixed_time=True)
+        self.start_inference(x, fixed_time=True)
         img = x.unsqueeze(1)  # (B, 1, time, freq), graded, fed at every timestep
         states: list = [None] * len(self.convs)
         m = None
@@ -96,7 +100,7 @@ class SCNN(KWSModel):
             for k, (conv, lif) in enumerate(zip(self.convs, self.lifs)):
                 cur = cur1 if k == 0 and cur1 is not None else conv(h)
                 h, states[k] = lif(cur, states[k])
-                self._record(f"lif{k + 1}", h)
+                self.record_spikes(f"lif{k + 1}", h)
             m = self.readout(self.fc(h.flatten(1)), m)
             total = total + m
         self.timesteps = self.n_steps

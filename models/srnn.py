@@ -36,7 +36,10 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from ._neurons import GAMMA, TAU_INIT, V_TH, KWSModel, LeakyReadout, spike, time_constant
+from spikenoise.neurons import GAMMA, TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
+
+from .base import KWSModel
+from .registry import register_model
 
 __all__ = ["SpikGRULayer", "SRNN"]
 
@@ -61,19 +64,15 @@ class SpikGRULayer(nn.Module):
         if state is None:
             z0 = x.new_zeros(x.shape[0], self.n_hidden)
             state = (z0, z0, z0)
-        i, v, s = state
         wz, wi = self.W(x).chunk(2, dim=-1)
-        uz, ui = self.U(s).chunk(2, dim=-1)
-        z = torch.sigmoid(wz + uz)
-        i = self.alpha.clamp(0.0, 1.0) * i + wi + ui
-        v = z * v + (1 - z) * i - self.threshold * s.detach()
-        s = spike(v, self.threshold, self.gamma)
-        return s, (i, v, s)
+        uz, ui = self.U(state[2]).chunk(2, dim=-1)
+        return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
 
     def extra_repr(self) -> str:
         return f"hidden={self.n_hidden}, alpha init 0.8 clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
 
 
+@register_model("srnn", kws=True)
 class SRNN(KWSModel):
     """Two SpikGRU layers of 128 units and a leaky-integrator readout.
 
@@ -106,7 +105,7 @@ class SRNN(KWSModel):
         self.readout = LeakyReadout(self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._start(x, fixed_time=False)
+        self.start_inference(x, fixed_time=False)
         states: list = [None] * len(self.layers)
         m = None
         total = 0.0
@@ -114,7 +113,7 @@ class SRNN(KWSModel):
             inp = x[:, t]
             for k, layer in enumerate(self.layers):
                 inp, states[k] = layer(inp, states[k])
-                self._record(f"layer{k + 1}", inp)
+                self.record_spikes(f"layer{k + 1}", inp)
             m = self.readout(self.fc(inp), m)
             total = total + m
         self.timesteps = x.shape[1]

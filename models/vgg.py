@@ -15,12 +15,17 @@ biases that can be stored in (noisy) memory -- what the bit-flip study flips.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 
 from spikenoise.noise.base import ErrorModel
 from spikenoise.noise.bitflip import BitFlip
 from spikenoise.synapse import NoisyConv2d, NoisyLinear, NoisySynapse, READS, new_inference
+
+from .base import image_batch
+from .registry import register_model
 
 __all__ = ["VGG", "VGG_CONFIGS", "vgg", "fold_batchnorm"]
 
@@ -96,11 +101,7 @@ class VGG(nn.Module):
             self.classifier = nn.Sequential(nn.Dropout(dropout), NoisyLinear(flat, num_classes, **syn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3 and self.in_channels == 1:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"VGG expects input (B, {self.in_channels}, {self.input_size[0]}, {self.input_size[1]}), "
-                             f"got shape {tuple(x.shape)}")
+        x = image_batch(x, self.in_channels, self.input_size, "VGG")
         new_inference(self)  # one forward = one inference
         return self.classifier(self.features(x).flatten(1))
 
@@ -110,24 +111,28 @@ def vgg(depth: int, **kwargs) -> VGG:
     return VGG(depth, **kwargs)
 
 
+for _depth in VGG_CONFIGS:  # "vgg11" .. "vgg19"
+    register_model(f"vgg{_depth}", partial(VGG, _depth))
+
+
 @torch.no_grad()
-def _fold_pair(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
+def _fold_pair(layer: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> None:
     g = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
     beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     if isinstance(layer, NoisySynapse):
         # the layer computes scale * quantize(hidden); fold into the effective weight, scale 1
-        w_eff = layer.error_model.quantize(layer.weight) * layer.scale  # type: ignore[attr-defined]
-        layer.scale.fill_(1.0)  # type: ignore[attr-defined]
+        w_eff = layer.error_model.quantize(layer.weight) * layer.scale
+        layer.scale.fill_(1.0)
     else:
-        w_eff = layer.weight.detach().clone()  # type: ignore[attr-defined]
+        w_eff = layer.weight.detach().clone()
     shape = [-1] + [1] * (w_eff.dim() - 1)
-    layer.weight.copy_(w_eff * g.view(shape))  # type: ignore[attr-defined]
-    b = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)  # type: ignore[attr-defined]
+    layer.weight.copy_(w_eff * g.view(shape))
+    b = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
     new_b = (b - bn.running_mean) * g + beta
-    if layer.bias is None:  # type: ignore[attr-defined]
-        layer.bias = nn.Parameter(new_b.clone())  # type: ignore[attr-defined]
+    if layer.bias is None:
+        layer.bias = nn.Parameter(new_b.clone())
     else:
-        layer.bias.copy_(new_b)  # type: ignore[attr-defined]
+        layer.bias.copy_(new_b)
 
 
 def fold_batchnorm(model: nn.Module) -> int:

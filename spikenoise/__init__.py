@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 from .noise import (BitFlip, DifferentialCells, DiscreteLevels, ErrorModel, GaussianVariation, MultiLevelNVM,
                     NOISE_LEVEL_P0, binary_weights, error_model_from_config)
 from .results import ResultStore, mean_ci
-from .synapse import (ERRORS, READS, SAMPLERS, NoisyConv2d, NoisyLinear, NoisySynapse, configure, convert,
+from .synapse import (DRAWS, ERRORS, READS, SAMPLERS, NoisyConv2d, NoisyLinear, NoisySynapse, configure, convert,
                       new_inference, synapses)
 
 __all__ = [
     "__version__", "ErrorModel", "DiscreteLevels", "MultiLevelNVM", "NOISE_LEVEL_P0", "error_model_from_config",
     "BitFlip", "binary_weights", "GaussianVariation", "DifferentialCells",
     "NoisyLinear", "NoisyConv2d", "NoisySynapse", "convert", "configure", "new_inference", "synapses",
-    "ERRORS", "READS", "SAMPLERS", "ResultStore", "mean_ci",
+    "ERRORS", "READS", "SAMPLERS", "DRAWS", "ResultStore", "mean_ci",
 ]

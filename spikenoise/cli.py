@@ -1,7 +1,8 @@
 """The ``spikenoise`` command line: one sub-command per study.
 
-Each study module exposes ``add_arguments(parser)`` and ``main(args) -> int``; they are imported
-lazily so ``spikenoise --help`` stays fast.
+Each study module exposes ``add_arguments(parser)`` and ``main(args) -> int`` (see
+:mod:`spikenoise.studies.scaffold`); they are imported lazily so ``spikenoise --help`` stays
+fast. Adding a study: one new module in ``spikenoise/studies/`` and one line in ``COMMANDS``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spikenoise.studies.scaffold import run_command
+
     parser = argparse.ArgumentParser(prog="spikenoise", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
@@ -29,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == wanted:  # import only the study that is run
             mod = importlib.import_module(module)
             mod.add_arguments(p)
+            p.add_argument("--debug", action="store_true", help="show the traceback of an error")
             p.set_defaults(_main=mod.main)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args._main(args) or 0)
+    return run_command(args.command, args._main, args)
 
 
 if __name__ == "__main__":

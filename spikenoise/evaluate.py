@@ -30,11 +30,11 @@ import torch.nn as nn
 from .noise.base import ErrorModel
 from .noise.nvm import NOISE_LEVEL_P0, MultiLevelNVM
 from .results import ResultStore, mean_ci
-from .synapse import configure, synapses
+from .synapse import configure, programmed, synapses
 from .train import derive_seed
 
-__all__ = ["accuracy", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition", "sweep",
-           "summarize", "series_label", "is_matched", "ERROR_TYPES"]
+__all__ = ["accuracy", "accuracy_nonfinite", "noisy_accuracy", "repetition_seed", "cache_batches", "Condition",
+           "sweep", "summarize", "series_label", "is_matched", "ERROR_TYPES", "programming_accuracies"]
 
 ERROR_TYPES = ("static", "dynamic")
 
@@ -47,28 +47,47 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, loader: Iterable, device: str | torch.device | None = None,
-             progress: bool = False, desc: str = "test") -> float:
+             progress: bool = False, desc: str = "test", nonfinite: str = "raise") -> float:
     """Top-1 accuracy of ``model`` (eval mode, no gradients) over ``loader``'s ``(x, y)`` batches.
 
     The model is evaluated with its current error configuration; every forward is one inference.
+
+    Args:
+        nonfinite: what a sample whose logits hold a NaN or an infinity counts as (``argmax``
+            would otherwise pick the NaN class). ``"raise"`` (default): ``FloatingPointError``
+            naming how many samples; ``"wrong"``: counted as misclassified (e.g. for bit-flip
+            studies, where exponent flips make such outputs part of the measurement).
     """
     from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on the loader twice
 
+    if nonfinite not in ("raise", "wrong"):
+        raise ValueError(f"accuracy nonfinite must be 'raise' or 'wrong', got {nonfinite!r}")
     dev = torch.device(device) if device is not None else _device_of(model)
     was_training = model.training
     model.eval()
-    correct = seen = 0
+    correct = seen = bad = 0
     try:
         n = len(loader)  # type: ignore[arg-type]
     except TypeError:
         n = None
-    for x, y in tqdm(loader, total=n, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
-        x, y = x.to(dev), y.to(dev)
-        correct += int((model(x).argmax(dim=-1) == y).sum())
-        seen += int(y.shape[0])
-    model.train(was_training)
+    try:
+        for x, y in tqdm(loader, total=n, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+            x, y = x.to(dev), y.to(dev)
+            logits = model(x)
+            if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+                raise ValueError(f"accuracy needs logits [batch, classes] with batch = {y.shape[0]} labels, "
+                                 f"got shape {tuple(logits.shape)}")
+            finite = torch.isfinite(logits).all(dim=-1)
+            bad += int((~finite).sum())
+            correct += int(((logits.argmax(dim=-1) == y) & finite).sum())
+            seen += int(y.shape[0])
+    finally:
+        model.train(was_training)
     if seen == 0:
         raise ValueError("the loader yielded no samples")
+    if bad and nonfinite == "raise":
+        raise FloatingPointError(f"{bad} of {seen} samples got non-finite (NaN or inf) logits ({desc}); pass "
+                                 "nonfinite='wrong' to count them as misclassified")
     return correct / seen
 
 
@@ -82,11 +101,15 @@ def _restore_error_state(model: nn.Module, state: list[tuple[str, ErrorModel]]) 
 
 
 def noisy_accuracy(model: nn.Module, loader: Iterable, errors: str, error_model: ErrorModel | int,
-                   seed: int, device: str | torch.device | None = None, progress: bool = False) -> float:
+                   seed: int, device: str | torch.device | None = None, progress: bool = False,
+                   nonfinite: str = "wrong") -> float:
     """Accuracy with ``errors`` ("none", "static", "dynamic") drawn from ``error_model``.
 
     ``error_model`` may be a noise level 0..3 (:meth:`MultiLevelNVM.noise_level`). The global
     torch RNG is seeded with ``seed`` first; the model's error configuration is restored after.
+    ``nonfinite`` as for :func:`accuracy`, but ``"wrong"`` by default: under injected errors
+    (e.g. an exponent bit flip) a NaN or infinite output is part of what is measured, a wrong
+    answer, never the NaN class.
     """
     if isinstance(error_model, int):
         error_model = MultiLevelNVM.noise_level(error_model)
@@ -94,7 +117,7 @@ def noisy_accuracy(model: nn.Module, loader: Iterable, errors: str, error_model:
     try:
         configure(model, errors=errors, error_model=error_model)
         torch.manual_seed(seed)
-        return accuracy(model, loader, device, progress=progress, desc=f"{errors}")
+        return accuracy(model, loader, device, progress=progress, desc=f"{errors}", nonfinite=nonfinite)
     finally:
         _restore_error_state(model, saved)
 
@@ -258,3 +281,43 @@ def is_matched(summary: Iterable[Mapping[str, Any]]) -> bool:
     """True if every aware entry was tested at its own training level (paper's Fig. 2 protocol)."""
     aware = [e for e in summary if e["training"] == "aware"]
     return bool(aware) and all(e["level"] == e["train_level"] for e in aware)
+
+
+def programming_accuracies(model: nn.Module, loader: Iterable, n: int = 40, seed: int = 0,
+                           progress: bool = False, desc: str = "programmings") -> list[float]:
+    """Test accuracy of ``n`` independently programmed chips (seed 003: 40 per condition).
+
+    Chip ``k`` is programmed with seed ``derive_seed(seed, k, "chip")``
+    (:func:`spikenoise.synapse.programmed`), so any single chip can be reproduced. A model without
+    noisy layers gives ``n`` equal values.
+    """
+    from tqdm.auto import tqdm
+
+    accs = []
+    for k in tqdm(range(n), desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+        with programmed(model, seed=derive_seed(seed, k, "chip")):
+            accs.append(accuracy(model, loader))
+    return accs
+
+
+@torch.no_grad()
+def accuracy_nonfinite(model: nn.Module, batches: Iterable, seed: int,
+                       eval_batch: int | None = None) -> tuple[float, float]:
+    """Accuracy and fraction of samples with a non-finite logit; torch RNG seeded with ``seed``.
+
+    Non-finite logits (inf/NaN from exponent bit flips) are kept and scored by ``argmax`` as
+    PyTorch does. ``eval_batch`` splits the batches (per-row static draws hold ``batch x weights``
+    values; with per-batch draws it is the number of samples per inference).
+    """
+    model.eval()
+    torch.manual_seed(seed)
+    correct = seen = bad = 0
+    for x, y in batches:
+        step = eval_batch or x.shape[0]
+        for i in range(0, x.shape[0], step):
+            xb, yb = x[i:i + step], y[i:i + step]
+            logits = model(xb)
+            correct += int((logits.argmax(dim=-1) == yb).sum())
+            bad += int((~torch.isfinite(logits)).any(dim=-1).sum())
+            seen += int(yb.shape[0])
+    return correct / seen, bad / seen

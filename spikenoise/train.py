@@ -133,13 +133,26 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_lr: float = 1e-2) 
 # checkpoints
 
 def _atomic_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` via a temporary file: a crash leaves the old file or the new one,
+    and never a temporary file (it is removed whatever goes wrong)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_CHECKPOINT_FIELDS = ("model", "optimizer", "scheduler", "epoch", "epochs", "hparams", "history", "rng")
+
+
+def _way_out(path: Path) -> str:
+    return (f"delete {path} to redo that training only (other checkpoints and results are kept), "
+            "or restore the file")
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
@@ -157,14 +170,27 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
         spikenoise.safeload.FileLoadError: damaged, or not a spikenoise checkpoint.
     """
     path = Path(path)
-    ckpt = safe_torch_load(path, map_location=map_location, what="checkpoint")
+    try:
+        ckpt = safe_torch_load(path, map_location=map_location, what="checkpoint")
+    except UnsafeFileError:
+        raise
+    except FileLoadError as e:
+        raise FileLoadError(f"{e}; {_way_out(path)}", path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "spikenoise.train":
-        raise FileLoadError(f"{path} is not a spikenoise training checkpoint", path)
+        raise FileLoadError(f"{path} is not a spikenoise training checkpoint; {_way_out(path)}", path)
     if ckpt.get("version") not in (1, CHECKPOINT_VERSION):
         raise FileLoadError(f"{path} is a checkpoint of version {ckpt.get('version')!r}; this spikenoise reads "
                             f"versions 1 to {CHECKPOINT_VERSION}", path)
+    missing = [k for k in _CHECKPOINT_FIELDS if k not in ckpt]
+    if missing:
+        raise FileLoadError(f"checkpoint {path} lacks {', '.join(missing)} (damaged); {_way_out(path)}", path)
     if model is not None:
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:  # other layer names or shapes: another model's checkpoint
+            first = str(e).splitlines()[0]
+            raise FileLoadError(f"checkpoint {path} does not fit {type(model).__name__} ({first}); it was written "
+                                f"for another model or size; {_way_out(path)}", path) from None
     return ckpt
 
 

@@ -8,10 +8,10 @@ import torch
 from scipy.stats import binomtest
 
 import spikenoise as sn
-from spikenoise.activations import (FlipActivations, calibrate_activations, insert_activation_flips,
-                                    set_activation_flips)
+from spikenoise.synapse import (BiasFlips, FlipActivations, calibrate_activations, insert_activation_flips,
+                                requantize, set_activation_flips)
 from spikenoise.noise import error_model_from_config
-from spikenoise.noise.bitflip import DTYPES, BiasFlips, BitFlip, flip_bits, from_bits, requantize, to_bits
+from spikenoise.noise.bitflip import DTYPES, BitFlip, flip_bits, from_bits, to_bits
 
 ALPHA = 1e-5  # per-test significance; seeded RNG makes each test deterministic
 

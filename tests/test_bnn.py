@@ -64,7 +64,7 @@ def test_error_aware_forward_and_backward_use_the_flipped_weights(draws):
     x = torch.randn(4, 32, requires_grad=True)
     y = layer(x)
     w_bin = torch.sign(layer.weight.detach())
-    w_err = layer._frozen  # (1 or 4, 16, 32): the erroneous weights of this inference
+    w_err = layer.draw  # (1 or 4, 16, 32): the erroneous weights of this inference
     assert w_err.shape[0] == (1 if draws == "batch" else 4)
     w_err = w_err.expand(4, -1, -1)
     flipped = (w_err != w_bin).float().mean()
@@ -82,10 +82,10 @@ def test_error_aware_forward_and_backward_use_the_flipped_weights(draws):
     assert torch.allclose(layer.weight.grad, expect, atol=1e-5)
     # static: frozen for the rest of this inference, redrawn for the next one
     layer(x)
-    assert torch.equal(layer._frozen.expand(4, -1, -1), w_err)
+    assert torch.equal(layer.draw.expand(4, -1, -1), w_err)
     layer.new_inference()
     layer(x)
-    assert not torch.equal(layer._frozen.expand(4, -1, -1), w_err)
+    assert not torch.equal(layer.draw.expand(4, -1, -1), w_err)
 
 
 def test_conv_error_aware_backward_uses_flipped_weights():
@@ -93,7 +93,7 @@ def test_conv_error_aware_backward_uses_flipped_weights():
     conv = BinaryConv2d(3, 8, error_model=binary_weights(0.25), errors="static", draws="batch")
     x = torch.randn(2, 3, 6, 6, requires_grad=True)
     y = conv(x)
-    w_err = conv._frozen[0]
+    w_err = conv.draw[0]
     s = float(conv.scale)
     assert torch.allclose(y, s * F.conv2d(x.detach(), w_err, padding=1), atol=1e-5)
     g = torch.randn_like(y)

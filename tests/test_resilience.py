@@ -10,7 +10,7 @@ import spikenoise as sn
 from spikenoise.energy import RERAM, SONOS, OpCosts, count_ops, estimate_energy, seed004_check
 from spikenoise.models.resilience import MLP, Jitter, ResilienceCNN, ReuseRNN, build_resilience_model
 from spikenoise.noise.analog import GaussianVariation
-from spikenoise.tiles import TiledLinear, programmed, set_analog
+from spikenoise.synapse import TiledLinear, programmed, set_analog
 
 
 def _params(m):
@@ -41,7 +41,7 @@ def test_rnn_reuses_one_matrix_with_one_static_draw():
     rnn = ReuseRNN(64, steps=8, core_size=40, error_model=GaussianVariation(0.1, bits=None), errors="static")
     assert rnn.chunk == 8 and rnn.hidden_size == 32 and rnn.core.reads == "step"
     draws = []
-    rnn.core.register_forward_hook(lambda m, a, o: draws.append(m._frozen))
+    rnn.core.register_forward_hook(lambda m, a, o: draws.append(m.draw))
     rnn(torch.rand(3, 64))
     assert len(draws) == 8 and all(d is draws[0] for d in draws)  # t calls of the same programmed array
     sn.configure(rnn, errors="dynamic")

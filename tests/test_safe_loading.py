@@ -24,10 +24,7 @@ from spikenoise.results import ResultStore
 from spikenoise.safeload import FileLoadError, UnsafeFileError, safe_torch_load
 from spikenoise.train import checkpoint_done, fit, load_checkpoint
 
-try:
-    from spikenoise.tiles import tile
-except ImportError:  # after the split of synapse.py / tiles.py into a package
-    from spikenoise.synapse import tile  # type: ignore[no-redef]
+from spikenoise.synapse import tile
 
 PACKAGE = Path(sn.__file__).resolve().parent
 

@@ -142,10 +142,10 @@ def test_exact_sampler_refuses_graded_input():
 def test_auto_sampler_uses_brute_when_gradients_are_needed():
     layer = NoisyLinear(4, 2, error_model=NVM2, errors="dynamic", reads="spike")
     x = torch.ones(2, 4)
-    assert layer._spike_sampler(x) == "brute"
+    assert layer.resolve_sampler(x) == "brute"
     with torch.no_grad():
-        assert layer._spike_sampler(x) == "exact"
-    assert layer._spike_sampler(torch.full((2, 4), 0.3)) == "brute"
+        assert layer.resolve_sampler(x) == "exact"
+    assert layer.resolve_sampler(torch.full((2, 4), 0.3)) == "brute"
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_new_inference_is_scoped_to_the_model():
     with torch.no_grad():
         a(x), b(x)
     sn.new_inference(a)
-    assert a[0]._frozen is None and b[0]._frozen is not None
+    assert a[0].draw is None and b[0].draw is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_static_backward_uses_the_drawn_weights_and_updates_hidden_weights():
     g = torch.randn(4, 3)
     y = layer(x)
     (y * g).sum().backward()
-    W = layer._frozen  # (4, 3, 6): the draw of this inference
+    W = layer.draw  # (4, 3, 6): the draw of this inference
     s = layer.scale.detach()
     assert torch.allclose(y.detach(), s * torch.einsum("bi,boi->bo", x.detach(), W) + layer.bias.detach(),
                           atol=1e-5)
@@ -267,7 +267,7 @@ def test_conv_static_backward_uses_the_drawn_kernels():
     conv = NoisyConv2d(2, 3, 3, padding=1, error_model=NVM2, errors="static")
     x = torch.randn(2, 2, 5, 5, requires_grad=True)
     conv(x).sum().backward()
-    W = conv._frozen
+    W = conv.draw
     for b in range(2):
         xb = x.detach()[b:b + 1].clone().requires_grad_()
         yb = torch.nn.functional.conv2d(xb, W[b], padding=1) * conv.scale.detach()

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 
 import spikenoise as sn
 from spikenoise.noise.analog import DifferentialCells, GaussianVariation
-from spikenoise.tiles import (ARRAY, InputNoise, TiledConv2d, TiledLinear, adc, array_count, box_stats,
-                              calibrate_adc_ranges, calibrate_input_ranges, dac, fill_range, level_settings,
-                              programmed, programming_accuracies, set_analog, tile, tiled_matmul)
+from spikenoise.evaluate import programming_accuracies
+from spikenoise.synapse import (ARRAY, InputNoise, TiledConv2d, TiledLinear, adc, array_count, box_stats,
+                                calibrate_adc_ranges, calibrate_input_ranges, dac, fill_range, level_settings,
+                                programmed, set_analog, tile, tiled_matmul)
 
 IDEAL = dict(array=None, adc_bits=None, input_bits=None, input_range=None)
 
@@ -266,7 +267,7 @@ def test_calibration_and_fill_range():
     assert ranges[0] == pytest.approx(float(x.abs().max()), rel=1e-4)
     adc_ranges = calibrate_adc_ranges(model, x, percentile=100.0)
     assert adc_ranges[1] is None and adc_ranges[0] > 0 and model[0].adc_range == adc_ranges[0]
-    assert model[0].adc_bits == 8 and model[0]._probe is None  # restored
+    assert model[0].adc_bits == 8 and not model[0].probing  # restored
     m = nn.Sequential(TiledLinear(5, 3, error_model=GaussianVariation(0.0, bits=None), **IDEAL))
     with torch.no_grad():
         m[0].weight.mul_(0.5)
@@ -346,7 +347,7 @@ def _snn_checks(net, snn_net, spikes, em):
     assert isinstance(snn_net.fc1.error_model, DifferentialCells)
     # static: one draw per inference held over all 12 timesteps; a new inference redraws
     calls = []
-    snn_net.fc1.register_forward_hook(lambda m, a, o: calls.append(m._frozen.clone()))
+    snn_net.fc1.register_forward_hook(lambda m, a, o: calls.append(m.draw.clone()))
     a = snn_net(spikes)
     assert len(calls) == 12 and all(torch.equal(c, calls[0]) for c in calls)
     snn_net(spikes)

@@ -58,7 +58,8 @@ def load_entry(cache_dir: str | Path | None, key: str) -> dict | None:
     except UnsafeFileError as e:
         warnings.warn(f"{e} The entry is ignored and recomputed.", RuntimeWarning, stacklevel=2)
         return None
-    except (FileLoadError, OSError):
+    except (FileLoadError, OSError) as e:
+        warnings.warn(f"damaged feature-cache entry ignored and recomputed ({e})", RuntimeWarning, stacklevel=2)
         return None
     # entries written before keys were stored (no wrapper) are recomputed once, like mislabelled ones
     if not (isinstance(stored, dict) and stored.get("format") == ENTRY_FORMAT and stored.get("key") == key
@@ -85,11 +86,13 @@ def save_entry(cache_dir: str | Path | None, key: str, entry: dict) -> Path | No
         os.close(fd)
         torch.save({"format": ENTRY_FORMAT, "key": key, "entry": entry}, tmp)
         os.replace(tmp, _path(root, key))
+        tmp = None
         return _path(root, key)
     except OSError:
+        return None
+    finally:  # whatever stopped the save (full disk, an interrupt), no temporary file stays behind
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-        return None

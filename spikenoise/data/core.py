@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
@@ -16,12 +17,14 @@ import torch
 from . import cache as _cache
 from .classes import FSDD_CLASSES, GSCD_CLASSES, SILENCE, UNKNOWN
 from .dataset import AugmentConfig, KWSDataset
+from .errors import DataLayoutError
 from .features import FeatureConfig, LogMel, extract_files
 
 __all__ = ["KWSData", "load_kws", "SOURCES"]
 
 SOURCES = ("embedded", "gscd", "fsdd")
 _SPLITS = ("train", "val", "test")
+_FSDD_SPLITS = ("conventional", "speaker")
 
 
 @dataclass
@@ -78,7 +81,29 @@ def _warn_skipped(skipped: list[str], total: int, where: str) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
-def _assemble(parts: dict, classes, fcfg, aug, bank, seed, info) -> KWSData:
+def _fraction(v: Any, name: str) -> float:
+    """A finite fraction >= 0 (``name`` for the error message)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"load_kws('gscd') {name} must be a number >= 0, got {v!r}") from None
+    if isinstance(v, bool) or not math.isfinite(f) or f < 0:
+        raise ValueError(f"load_kws('gscd') {name} must be a finite number >= 0, got {v!r}")
+    return f
+
+
+def _check_readable(ok: np.ndarray, first: Any, root: Path, split: str, layout: str) -> None:
+    """All files of a split unreadable: not a data set but a broken folder (no silent all-silence set)."""
+    if len(ok) and not ok.any():
+        raise DataLayoutError(f"none of the {len(ok)} WAV files of the {split} split in {str(root)!r} could be read "
+                              f"(first: {first}); they are damaged or not WAV audio.\n{layout}")
+
+
+def _assemble(parts: dict, classes, fcfg, aug, bank, seed, info, sizes=(None, None, None)) -> KWSData:
+    for name, asked in zip(_SPLITS, sizes):
+        if len(parts[name]["labels"]) == 0 and asked != 0:
+            raise DataLayoutError(f"the {name} split of {info.get('source')} data in {info.get('root')!r} is empty "
+                                  "(no clip found or readable for it); check the folder's layout and split options")
     ds = {}
     for name in _SPLITS:
         p = parts[name]
@@ -128,11 +153,22 @@ def load_kws(
     Features are cached under ``cache_dir`` (default ``$SPIKENOISE_CACHE`` or
     ``~/.cache/spikenoise``) keyed by everything that determines them.
     """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"load_kws seed must be an int >= 0, got {seed!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"load_kws name must be one of {SOURCES}, got {name!r}")
     name = name.lower()
     if name not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {SOURCES}")
+        raise ValueError(f"unknown data set name={name!r}; choose one of {SOURCES}")
+    for pname, n in zip(("n_train", "n_val", "n_test"), (n_train, n_val, n_test)):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
+            raise ValueError(f"load_kws {pname} must be None or an int >= 0, got {n!r}")
+    if split not in _FSDD_SPLITS:
+        raise ValueError(f"load_kws split must be one of {_FSDD_SPLITS}, got {split!r}")
+    if features is not None and not isinstance(features, FeatureConfig):
+        raise TypeError(f"load_kws features must be a FeatureConfig or None, got {type(features).__name__}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"load_kws root must be a folder path, got {type(root).__name__}: {root!r}")
     fcfg = features or FeatureConfig()
     aug = _augment_cfg(augment)
     kw = dict(seed=int(seed), sizes=(n_train, n_val, n_test), cache_dir=cache_dir,
@@ -178,11 +214,13 @@ def _load_embedded(options, *, seed, sizes, cache_dir, use_cache, fcfg, aug, pro
     _check_options(options, {"preset", "embedded_config"}, "embedded")
     preset = options.get("preset", "default")
     if preset not in EMBEDDED_PRESETS:
-        raise ValueError(f"unknown embedded preset {preset!r}; choose one of {sorted(EMBEDDED_PRESETS)}")
+        raise ValueError(f"load_kws('embedded') preset must be one of {sorted(EMBEDDED_PRESETS)}, got {preset!r}")
     sizes = tuple(d if n is None else int(n) for n, d in zip(sizes, EMBEDDED_PRESETS[preset]))
     if min(sizes) < 0:
         raise ValueError(f"split sizes must be >= 0, got {sizes}")
     ecfg = options.get("embedded_config") or EmbeddedConfig()
+    if not isinstance(ecfg, EmbeddedConfig):
+        raise TypeError(f"load_kws('embedded') embedded_config must be an EmbeddedConfig, got {type(ecfg).__name__}")
     if not _espeak.available():
         raise ImportError("the embedded data set speaks the GSCD words with libespeak-ng from the PyPI package "
                           "'espeakng-loader' (pip install espeakng-loader), which is not importable here")
@@ -217,9 +255,13 @@ def _load_gscd(root: Path, options, *, seed, sizes, cache_dir, use_cache, fcfg, 
     from . import gscd as G
 
     _check_options(options, {"test_root", "silence_fraction", "unknown_fraction"}, "gscd")
-    silence_fraction = float(options.get("silence_fraction", 0.1))
+    silence_fraction = _fraction(options.get("silence_fraction", 0.1), "silence_fraction")
     unknown_fraction = options.get("unknown_fraction")
+    if unknown_fraction is not None:
+        unknown_fraction = _fraction(unknown_fraction, "unknown_fraction")
     test_root = options.get("test_root")
+    if test_root is not None and not isinstance(test_root, (str, os.PathLike)):
+        raise TypeError(f"load_kws('gscd') test_root must be a folder path, got {test_root!r}")
     idx = G.scan_gscd(root)
     waves, bad_noise = G.noise_waves(idx["noise_files"], fcfg.sample_rate)
     if not waves:
@@ -255,6 +297,7 @@ def _load_gscd(root: Path, options, *, seed, sizes, cache_dir, use_cache, fcfg, 
         def compute(speech_keep=speech_keep, specs_keep=specs_keep, code=code, name=name):
             feats, ok, skipped = extract_files([p for p, _, _ in speech_keep], fcfg, "start",
                                                progress=progress, desc=f"GSCD {name} log-Mel")
+            _check_readable(ok, speech_keep[0][0] if speech_keep else "", root, name, G.GSCD_LAYOUT)
             labels = [lab for (_, _, lab), o in zip(speech_keep, ok) if o]
             source = [r for (_, r, _), o in zip(speech_keep, ok) if o]
             if specs_keep:
@@ -282,7 +325,7 @@ def _load_gscd(root: Path, options, *, seed, sizes, cache_dir, use_cache, fcfg, 
         skipped_files=len(skipped_all), skipped_examples=skipped_all[:5],
         cache=dict(dir=str(_cache.cache_root(cache_dir)) if use_cache else None, keys=keys, hit=hits),
     )
-    return _assemble(parts, GSCD_CLASSES, fcfg, aug, bank, seed, info)
+    return _assemble(parts, GSCD_CLASSES, fcfg, aug, bank, seed, info, sizes)
 
 
 # --------------------------------------------------------------------------------------- FSDD
@@ -305,6 +348,7 @@ def _load_fsdd(root: Path, split: str, options, *, seed, sizes, cache_dir, use_c
         def compute(its=its, name=name):
             feats, ok, skipped = extract_files([it["path"] for it in its], fcfg, "center",
                                                progress=progress, desc=f"FSDD {name} log-Mel")
+            _check_readable(ok, its[0]["path"] if its else "", folder, name, Fs.FSDD_LAYOUT)
             kept = [it for it, o in zip(its, ok) if o]
             return dict(logmel=feats, labels=torch.as_tensor([it["digit"] for it in kept], dtype=torch.int64),
                         source=[it["path"].name for it in kept], speaker=[it["speaker"] for it in kept],
@@ -326,4 +370,4 @@ def _load_fsdd(root: Path, split: str, options, *, seed, sizes, cache_dir, use_c
         skipped_files=len(skipped_all), skipped_examples=skipped_all[:5],
         cache=dict(dir=str(_cache.cache_root(cache_dir)) if use_cache else None, keys=keys, hit=hits),
     )
-    return _assemble(parts, FSDD_CLASSES, fcfg, aug, bank, seed, info)
+    return _assemble(parts, FSDD_CLASSES, fcfg, aug, bank, seed, info, sizes)

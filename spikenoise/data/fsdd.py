@@ -42,7 +42,27 @@ def scan_fsdd(root: str | Path) -> tuple[Path, list[dict]]:
             items.append(dict(path=p, digit=int(m.group(1)), speaker=m.group(2), take=int(m.group(3))))
     if not items:
         raise DataLayoutError(f"no '{{digit}}_{{speaker}}_{{take}}.wav' file in {str(folder)!r}.\n{FSDD_LAYOUT}")
+    missing = sorted(set(range(10)) - {it["digit"] for it in items})
+    if missing:
+        raise DataLayoutError(f"FSDD folder {str(folder)!r} has no file of digit(s) {missing}, so their classes "
+                              f"would have no clips.\n{FSDD_LAYOUT}")
     return folder, items
+
+
+def _speakers(v, name: str) -> tuple[str, ...] | None:
+    """A speaker name or a collection of names (a lone string is one speaker, not its letters)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return (v,)
+    try:
+        names = tuple(v)
+    except TypeError:
+        raise TypeError(f"load_kws('fsdd') {name} must be a speaker name or a list of names, got {v!r}") from None
+    bad = [s for s in names if not isinstance(s, str)]
+    if bad or not names:
+        raise ValueError(f"load_kws('fsdd') {name} must be a non-empty list of speaker names, got {v!r}")
+    return names
 
 
 def split_fsdd(
@@ -50,6 +70,8 @@ def split_fsdd(
 ) -> dict[str, list[dict]]:
     """Assign items to ``train`` / ``val`` / ``test`` (see module docstring)."""
     out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    test_speakers = _speakers(test_speakers, "test_speakers")
+    val_speakers = _speakers(val_speakers, "val_speakers")
     if split == "conventional":
         if test_speakers or val_speakers:
             raise ValueError("test_speakers / val_speakers apply to split='speaker' only")
@@ -61,9 +83,10 @@ def split_fsdd(
         val = set(val_speakers or DEFAULT_VAL_SPEAKERS)
         unknown = (test | val) - set(speakers)
         if unknown:
-            raise ValueError(f"speaker(s) {sorted(unknown)} not in FSDD folder; it has {speakers}")
+            raise ValueError(f"test_speakers/val_speakers: speaker(s) {sorted(unknown)} not in FSDD folder; "
+                             f"it has {speakers}")
         if test & val:
-            raise ValueError(f"speaker(s) {sorted(test & val)} both in test and validation")
+            raise ValueError(f"speaker(s) {sorted(test & val)} are in both test_speakers and val_speakers")
         for it in items:
             s = it["speaker"]
             out["test" if s in test else ("val" if s in val else "train")].append(it)

@@ -82,6 +82,10 @@ def scan_gscd(root: str | Path) -> dict:
             name = "val" if rel in val_set else ("test" if rel in test_set else "train")
             splits[name].append((rel, label))
             kw_counts[name] += w in GSCD_KEYWORDS
+    empty = [k + "/" for k in GSCD_KEYWORDS if not _wavs(root / k)]
+    if empty:
+        raise DataLayoutError(f"GSCD folder {str(root)!r}: keyword folder(s) {', '.join(empty)} hold no WAV file, "
+                              f"so their classes would have no clips.\n{GSCD_LAYOUT}")
     noise_files = _wavs(root / "_background_noise_")
     if not noise_files:
         raise DataLayoutError(f"{str(root / '_background_noise_')!r} holds no WAV file.\n{GSCD_LAYOUT}")

@@ -6,7 +6,9 @@
 * :mod:`.analog`: ``GaussianVariation``, ``DifferentialCells``, programming variation (seeds 003/004).
 
 Importing this package registers every kind, so ``error_model_from_config`` and
-``load_state_dict`` know them all.
+``load_state_dict`` know them all. A new device model is one new file here (a subclass of
+``ErrorModel`` with a ``kind``, ``quantize``, ``read``, ``config``, ``from_config``; ``cells`` /
+``draw_errors`` if its cells err one by one) plus one import line below, which registers it.
 """
 from .analog import DifferentialCells, GaussianVariation
 from .base import DiscreteLevels, ErrorModel, check_probability, error_model_from_config

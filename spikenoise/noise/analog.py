@@ -29,7 +29,7 @@ target by a Gaussian error that then stays for every inference on that chip. Two
       dead zone.
     * ``"offset"``: the full range is used, ``G = G_min + |h| * dG``; ``G_min`` cancels in
       ``G+ - G-`` and the stored weight is ``h``. On/off ratio then matters only through the
-      column currents (ADC range, :mod:`spikenoise.tiles`) and state-dependent variation.
+      column currents (ADC range, :mod:`spikenoise.synapse.tiled`) and state-dependent variation.
 
     ``bits`` is the programming target resolution *per cell*: ``2**bits`` levels from ``G_min``
     to ``G_max`` (8 bits: weight step ``1/255``).
@@ -37,8 +37,8 @@ target by a Gaussian error that then stays for every inference on that chip. Two
 Both models: conductances are not clipped at 0 (the Gaussian is the model, as in the paper), so
 one read is exactly ``Normal(mean=stored, var=...)`` and :meth:`read_moments` is exact. How often
 a draw is made (once per chip, per minibatch, per step) is the synapse's business
-(``errors="static"`` keeps it for the inference; see :mod:`spikenoise.tiles` for one draw per
-chip shared by all inputs).
+(``errors="static"`` keeps it for the inference; see :mod:`spikenoise.synapse.chips` for one
+draw per chip shared by all inputs).
 """
 from __future__ import annotations
 
@@ -76,7 +76,18 @@ def _normal(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generat
     return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
-class GaussianVariation(ErrorModel):
+class _SignedUnitRange(ErrorModel):
+    """Stored weights live in ``[-1, 1]``; the layer's ``scale`` carries the magnitude."""
+
+    def ste_range(self) -> tuple[float, float]:
+        return -1.0, 1.0
+
+    def fit_scale(self, w: torch.Tensor) -> float:
+        m = float(w.detach().abs().max()) if w.numel() else 0.0
+        return m if m > 0 else 1.0
+
+
+class GaussianVariation(_SignedUnitRange):
     """Additive Gaussian variation on a signed weight in ``[-1, 1]`` (seed 003 level 1).
 
     Args:
@@ -114,13 +125,6 @@ class GaussianVariation(ErrorModel):
         n = 2 ** (self.bits - 1) - 1
         return torch.round(w * n) / n
 
-    def ste_range(self) -> tuple[float, float]:
-        return -1.0, 1.0
-
-    def fit_scale(self, w: torch.Tensor) -> float:
-        m = float(w.detach().abs().max()) if w.numel() else 0.0
-        return m if m > 0 else 1.0
-
     def std(self, stored: torch.Tensor) -> torch.Tensor:
         """Standard deviation of one read of each stored weight (weight units), same shape."""
         if self.state_dependent:
@@ -147,7 +151,7 @@ class GaussianVariation(ErrorModel):
         return f"GaussianVariation(sigma={self.sigma:g}{sd}, bits={self.bits})"
 
 
-class DifferentialCells(ErrorModel):
+class DifferentialCells(_SignedUnitRange):
     """A signed weight on two cells in two columns, each programmed with its own variation.
 
     Args:
@@ -232,13 +236,6 @@ class DifferentialCells(ErrorModel):
         n = 2 ** self.bits - 1
         return torch.round(h * n) / n
 
-    def ste_range(self) -> tuple[float, float]:
-        return -1.0, 1.0
-
-    def fit_scale(self, w: torch.Tensor) -> float:
-        m = float(w.detach().abs().max()) if w.numel() else 0.0
-        return m if m > 0 else 1.0
-
     def read_cells(self, stored: torch.Tensor, n: int,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` independent programmings of both cells: ``(G+, G-)``, each ``(n, *stored.shape)``.
@@ -256,6 +253,25 @@ class DifferentialCells(ErrorModel):
     def read(self, stored: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         gp, gm = self.read_cells(stored, n, generator)
         return (gp - gm) / self.dg
+
+    def draw_errors(self, stored: torch.Tensor, n: int,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Programming errors of both cells ``(dG+, dG-)``, each ``(n, *stored.shape)``, units of ``G_max``."""
+        w = stored.detach()
+        with torch.no_grad():
+            gp0, gm0 = self.cells(w)
+            gp, gm = self.read_cells(w, n, generator)
+            return gp - gp0, gm - gm0
+
+    def weights_with(self, stored: torch.Tensor, errors: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        w = stored.unsqueeze(0)
+        return w if errors is None else w + (errors[0] - errors[1]) / self.dg
+
+    def cells_with(self, stored: torch.Tensor,
+                   errors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        gp, gm = self.cells(stored)
+        gp, gm = gp.unsqueeze(0), gm.unsqueeze(0)
+        return (gp, gm) if errors is None else (gp + errors[0], gm + errors[1])
 
     @property
     def noiseless(self) -> bool:

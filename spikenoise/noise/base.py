@@ -6,7 +6,11 @@ An error model answers three questions for the synapse engine (:mod:`spikenoise.
    (:meth:`ErrorModel.quantize`), and over which range the straight-through gradient passes
    (:meth:`ErrorModel.ste_range`).
 2. *One read*: what value an independent read of a stored weight returns (:meth:`ErrorModel.read`).
-3. Optional shortcuts: the exact level structure (:meth:`ErrorModel.discrete`) that enables the fast
+3. *Cells*: how a stored signed weight sits on a pair of cells in two columns (:meth:`ErrorModel.cells`,
+   :attr:`ErrorModel.dg`), and how a programming draw is kept and applied
+   (:meth:`ErrorModel.draw_errors`, :meth:`ErrorModel.weights_with`, :meth:`ErrorModel.cells_with`), so
+   that analog layers never ask which model they hold.
+4. Optional shortcuts: the exact level structure (:meth:`ErrorModel.discrete`) that enables the fast
    exact per-spike sampler, and the read mean/variance (:meth:`ErrorModel.read_moments`) for the
    labelled-approximate Gaussian sampler.
 
@@ -107,6 +111,43 @@ class ErrorModel:
     def read_moments(self, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of one read of each stored value (for ``sampler="gaussian"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no read moments; use sampler='exact'")
+
+    # -- cells and programming draws (analog layers) ----------------------------------------
+    @property
+    def dg(self) -> float:
+        """Weight 1 in conductance units of ``G_max``: ``weight = (G+ - G-) / dg`` (ideal cells: 1)."""
+        return 1.0
+
+    def cells(self, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conductances ``(G+, G-)`` (units of ``G_max``) holding signed weights ``stored``, same shape.
+
+        Default: two ideal cells with ``G_min = 0`` (``G+ = max(w, 0)``, ``G- = max(-w, 0)``).
+        Differentiable in ``stored``.
+        """
+        return stored.clamp_min(0), (-stored).clamp_min(0)
+
+    def draw_errors(self, stored: torch.Tensor, n: int,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """``n`` independent draws of the errors of ``stored`` (no gradient), each ``(n, *stored.shape)``.
+
+        Default: one tensor, the error of a read in weight units. A model whose cells err one by
+        one (:class:`~spikenoise.noise.analog.DifferentialCells`) returns one tensor per cell.
+        """
+        w = stored.detach()
+        return (self.read(w, n, generator) - w,)
+
+    def weights_with(self, stored: torch.Tensor, errors: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        """Signed weights ``(n, *stored.shape)`` of a draw (``n = 1`` when ``errors`` is None).
+
+        Differentiable in ``stored`` (the errors are constants).
+        """
+        w = stored.unsqueeze(0)
+        return w if errors is None else w + errors[0]
+
+    def cells_with(self, stored: torch.Tensor,
+                   errors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conductances ``(G+, G-)``, each ``(n, *stored.shape)``, of a draw (units of ``G_max``)."""
+        return self.cells(self.weights_with(stored, errors))
 
     # -- configuration ---------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -27,11 +27,10 @@ import math
 from typing import Any, Iterable, Sequence
 
 import torch
-import torch.nn as nn
 
 from .base import ErrorModel, check_probability
 
-__all__ = ["BitFlip", "DTYPES", "to_bits", "from_bits", "flip_bits", "BiasFlips", "requantize"]
+__all__ = ["BitFlip", "DTYPES", "INT8_MAX", "to_bits", "from_bits", "flip_bits"]
 
 #: dtype name -> (torch dtype of the value, signed int dtype of the same width, width, exponent bits,
 #: mantissa bits). int8 has no exponent/mantissa: bit 7 is the two's-complement sign.
@@ -353,81 +352,3 @@ def _ranges(bits: Iterable[int]) -> str:
         if k is not None:
             start = prev = k
     return ",".join(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# biases and whole-model storage
-
-
-def _synapse_list(model: nn.Module) -> list[nn.Module]:
-    from ..synapse import synapses
-
-    return list(synapses(model))  # type: ignore[arg-type]
-
-
-class BiasFlips:
-    """Bit flips of the biases of every noisy synapse of ``model``, one draw per batch row per forward.
-
-    The synapse engine adds biases error-free; this attaches a forward hook to each
-    :class:`~spikenoise.synapse.NoisySynapse` that replaces ``bias`` by a read of it, drawn per batch row
-    at every call (a call of the layer is one inference of a CNN: biases are read once per
-    inference). For ``int8`` each bias vector is quantized symmetrically on its own scale
-    (max|b| / 127). Use as a context manager or call :meth:`remove`.
-
-    Shapes: a Linear output ``(B, *, out)`` gets a ``(B, out)`` bias read broadcast over the middle
-    dims; a Conv2d output ``(B, out, H, W)`` gets ``(B, out, 1, 1)``.
-    """
-
-    def __init__(self, model: nn.Module, error_model: BitFlip):
-        if not isinstance(error_model, BitFlip):
-            raise ValueError(f"error_model must be a BitFlip, got {error_model!r}")
-        self.error_model = error_model
-        self._handles = []
-        for s in _synapse_list(model):
-            if getattr(s, "bias", None) is not None:
-                self._handles.append(s.register_forward_hook(self._hook))
-
-    def _hook(self, module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
-        em = self.error_model
-        if em.noiseless:
-            return out
-        b = module.bias.detach()  # type: ignore[union-attr]
-        s = em.fit_scale(b)
-        stored = em.quantize(b / s)
-        B = out.shape[0] if out.dim() > 1 else 1
-        delta = em.read(stored, B) * s - b  # (B, out); error of each row's read
-        if isinstance(module, nn.Conv2d):
-            delta = delta.view(B, -1, 1, 1)
-        elif out.dim() > 2:
-            delta = delta.view(B, *([1] * (out.dim() - 2)), -1)
-        elif out.dim() == 1:
-            delta = delta[0]
-        return out + delta.to(out.dtype)
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def __enter__(self) -> "BiasFlips":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-
-@torch.no_grad()
-def requantize(model: nn.Module, error_model: ErrorModel, *, errors: str = "static", reads: str = "once") -> nn.Module:
-    """Store the *current* effective weights of every synapse of ``model`` with ``error_model``.
-
-    The effective weight ``scale * quantize(hidden)`` of each layer is mapped onto the new storage
-    as :func:`spikenoise.convert` does (``s = error_model.fit_scale(w)``, hidden ``w / s``, scale ``s``),
-    so one trained float model can be re-stored as float16, int8, ... Works in place; returns ``model``.
-    """
-    for syn in _synapse_list(model):
-        w_eff = syn.error_model.quantize(syn.weight.detach()) * syn.scale.detach()  # type: ignore[attr-defined]
-        s = error_model.fit_scale(w_eff)
-        syn.weight.copy_(w_eff / s)  # type: ignore[attr-defined]
-        syn.scale.fill_(s)  # type: ignore[attr-defined]
-        syn.set_errors(errors=errors, reads=reads, error_model=error_model)  # type: ignore[attr-defined]
-    return model

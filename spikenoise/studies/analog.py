@@ -1,6 +1,6 @@
 """Study of seed paper 003: programming variation in tiled analog in-memory computing.
 
-``spikenoise analog --preset quick --out /tmp/evidence/analog``
+``spikenoise analog --preset quick --root PATH/TO/FSDD`` (or set ``SPIKENOISE_FSDD``; output in ``runs/analog``)
 
 Pipeline (seed 003 Fig. 2 and 3):
 
@@ -29,15 +29,18 @@ import copy
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["add_arguments", "main", "PRESETS", "load_study_data", "tensor_loaders", "build_study_model", "aggregate"]
+from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
+from .scaffold import (StudyError, add_common_options, add_data_options, finish_panels, fsdd_root, open_store,
+                       progress_bar, pyplot, resolve_preset, set_threads)
 
-DEFAULT_FSDD = "/work/shared/data/fsdd"
+__all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate"]
 
 #: preset -> defaults (command-line options override them)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -58,12 +61,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_EXTRA = ["on_off", "adc_bits", "bits", "act_bits", "mapping", "state_dependent", "seed", "root"]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``spikenoise analog`` (unset options take the preset's value)."""
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="defaults of the run (default quick)")
-    p.add_argument("--out", default="runs/analog", help="output folder (resumable; default runs/analog)")
-    p.add_argument("--data", choices=["fsdd", "embedded", "digits", "synthetic"], help="data set")
-    p.add_argument("--root", default=None, help=f"FSDD folder (default {DEFAULT_FSDD})")
+    add_common_options(p, "analog", PRESETS, "quick")
+    add_data_options(p, TENSOR_SETS)
     p.add_argument("--model", choices=["mlp", "cnn"], help="mlp: one hidden layer; cnn: the KWS zoo CNN")
     p.add_argument("--hidden", type=int, help="hidden units of the MLP")
     p.add_argument("--epochs", type=int, help="epochs of float training")
@@ -86,130 +90,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--n-train", type=int, help="limit training samples")
     p.add_argument("--n-test", type=int, help="limit test samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--fresh", action="store_true", help="do not resume: move old results aside")
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = dict(PRESETS[args.preset])
-    for k in list(cfg) + ["on_off", "adc_bits", "bits", "act_bits", "mapping", "state_dependent",
-                          "seed", "root"]:
-        v = getattr(args, k, None)
-        if v is not None:
-            cfg[k] = v
-    cfg["preset"] = args.preset
+    cfg = resolve_preset(PRESETS, args, _EXTRA)
     if cfg["adc_range"] != "auto":
         try:
             cfg["adc_range"] = float(cfg["adc_range"])
         except ValueError:
-            raise SystemExit(f"--adc-range must be a number or 'auto', got {cfg['adc_range']!r}") from None
-    if cfg["data"] == "fsdd" and not cfg.get("root"):
-        cfg["root"] = DEFAULT_FSDD
+            raise StudyError(f"--adc-range must be a number or 'auto', got {cfg['adc_range']!r}") from None
+    if cfg["data"] == "fsdd":
+        cfg["root"] = fsdd_root(cfg.get("root"))
     return cfg
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-
-def _synthetic(seed: int, n_train: int = 600, n_test: int = 300, shape=(8, 8), n_classes: int = 4):
-    g = torch.Generator().manual_seed(seed + 12345)
-    d = int(np.prod(shape))
-    centers = torch.rand(n_classes, d, generator=g)
-
-    def make(n: int):
-        y = torch.arange(n) % n_classes
-        x = (centers[y] + 0.35 * torch.randn(n, d, generator=g)).clamp(0, 1)
-        return x.reshape(n, *shape), y
-
-    return make(n_train), make(n_test), n_classes
-
-
-def load_study_data(name: str, seed: int = 0, root: str | None = None, n_train: int | None = None,
-                    n_test: int | None = None, progress: bool = True):
-    """``(x_train, y_train), (x_test, y_test), n_classes`` as tensors.
-
-    * ``fsdd``: 67 x 40 log-Mel features (per-clip normalized), conventional split (takes 0-4 of
-      every speaker/digit are the test set), train + val used for training, no augmentation.
-    * ``embedded``: the synthesized KWS set, "quick" sizes (4000/500/500), 12 classes.
-    * ``digits``: scikit-learn's bundled 8 x 8 digits (1,797 images, values / 16 in [0, 1]),
-      stratified 70/30 split with ``seed``.
-    * ``synthetic``: 4 Gaussian blobs in 8 x 8 (deterministic; for tests).
-    """
-    if name == "synthetic":
-        tr, te, k = _synthetic(seed)
-        return tr, te, k
-    if name == "digits":
-        try:
-            from sklearn.datasets import load_digits
-            from sklearn.model_selection import train_test_split
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise RuntimeError("data 'digits' needs scikit-learn: pip install scikit-learn") from e
-        d = load_digits()
-        x = torch.tensor(d.images / 16.0, dtype=torch.float32)
-        y = torch.tensor(d.target, dtype=torch.int64)
-        itr, ite = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=d.target)
-        tr, te = (x[itr], y[itr]), (x[ite], y[ite])
-    else:
-        from spikenoise.data import load_kws
-
-        kw: dict[str, Any] = dict(seed=seed, augment=False, progress=progress)
-        if name == "fsdd":
-            kw["root"] = root or DEFAULT_FSDD
-        else:
-            kw["preset"] = "quick"
-        data = load_kws(name, **kw)
-
-        def stack(ds):
-            xs, ys = zip(*(ds[i] for i in range(len(ds))))
-            return torch.stack(xs).float(), torch.as_tensor(ys, dtype=torch.int64)
-
-        xa, ya = stack(data.train)
-        xv, yv = stack(data.val)
-        tr = (torch.cat([xa, xv]), torch.cat([ya, yv]))
-        te = stack(data.test)
-        k = data.num_classes
-        if n_train:
-            tr = (tr[0][:n_train], tr[1][:n_train])
-        if n_test:
-            te = (te[0][:n_test], te[1][:n_test])
-        return tr, te, k
-    if n_train:
-        tr = (tr[0][:n_train], tr[1][:n_train])
-    if n_test:
-        te = (te[0][:n_test], te[1][:n_test])
-    return tr, te, 10
-
-
-class _SeededLoader:
-    """Shuffled mini-batches of tensors; ``set_epoch(e)`` makes epoch ``e``'s order reproducible."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, shuffle: bool):
-        self.x, self.y, self.bs, self.seed, self.shuffle, self.epoch = x, y, batch_size, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.bs)
-
-    def __iter__(self):
-        n = len(self.y)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-            idx = torch.randperm(n, generator=g)
-        else:
-            idx = torch.arange(n)
-        for s in range(0, n, self.bs):
-            j = idx[s:s + self.bs]
-            yield self.x[j], self.y[j]
-
-
-def tensor_loaders(train, test, batch_size: int, seed: int, test_batch: int = 512):
-    """Seeded, resumable train loader and a fixed-order test loader over tensors."""
-    return (_SeededLoader(train[0], train[1], batch_size, seed, True),
-            _SeededLoader(test[0], test[1], test_batch, seed, False))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +109,7 @@ def tensor_loaders(train, test, batch_size: int, seed: int, test_batch: int = 51
 
 def build_study_model(kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: int = 256) -> nn.Module:
     """A float (level 0) model on ideal tiled layers: ``mlp`` or the zoo ``cnn``."""
-    from spikenoise.tiles import level_settings, tile
+    from spikenoise.synapse import level_settings, tile
 
     st = level_settings(0)
     if kind == "mlp":
@@ -242,7 +134,7 @@ def _set_level(model: nn.Module, level: int, sigma: float, cfg: dict[str, Any], 
 
     With ``adc_range="auto"`` a model's ADC ranges are kept, or calibrated on ``calib`` if given.
     """
-    from spikenoise.tiles import ADC_RANGE, calibrate_adc_ranges, level_settings, tile
+    from spikenoise.synapse import ADC_RANGE, calibrate_adc_ranges, level_settings, tile
 
     auto = cfg["adc_range"] == "auto"
     st = level_settings(level, sigma, on_off=cfg["on_off"], bits=cfg["bits"], act_bits=cfg["act_bits"],
@@ -263,6 +155,130 @@ def _set_level(model: nn.Module, level: int, sigma: float, cfg: dict[str, Any], 
 # ----------------------------------------------------------------------------------------------
 # main
 
+def _train_float(run: SimpleNamespace, ts: int, tseed: int, tr_loader) -> nn.Module:
+    """The floating-point (level 0) model of training seed ``ts`` (checkpointed)."""
+    from spikenoise.train import fit, seed_everything
+
+    seed_everything(tseed)
+    model = build_study_model(run.cfg["model"], run.input_shape, run.n_classes, run.cfg["hidden"])
+    fit(model, tr_loader, None, epochs=run.cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed,
+        checkpoint=run.out / "models" / f"seed{ts}_float.pt", progress=run.progress, desc=f"seed {ts}: float")
+    return model
+
+
+def _fine_tune_chains(run: SimpleNamespace, ts: int, tseed: int, tr_loader, float_model) -> dict:
+    """Per training variation the chain level 1 <- float, 2 <- 1, 3 <- 2 (architecture-aware
+    fine-tuning, checkpointed); returns ``{(level, sigma): model}``."""
+    from spikenoise.train import fit
+
+    cfg, out = run.cfg, run.out
+    models: dict[tuple[int, float], nn.Module] = {}
+    for s in cfg["train_sigmas"]:
+        prev = float_model
+        for lv in run.levels_needed:
+            m = _set_level(copy.deepcopy(prev), lv, s, cfg, errors="static" if s > 0 else "none",
+                           draws="batch", calib=run.calib)
+            fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=tseed + lv,
+                checkpoint=out / "models" / f"seed{ts}_level{lv}_train{s:g}.pt", progress=run.progress,
+                desc=f"seed {ts}: level {lv}, train var {s:g}")
+            models[(lv, s)] = m
+            prev = m
+        if (3, s) in models:
+            run.adc_ranges[f"seed{ts}_train{s:g}"] = [l.adc_range for l in models[(3, s)].modules()
+                                                      if getattr(l, "adc_bits", None) is not None]
+    return models
+
+
+def _deterministic(run: SimpleNamespace, ts: int, float_model, models, te_loader) -> None:
+    """Error-free models of each training level in each inference pipeline (seed 003 Fig. 4)."""
+    from spikenoise.evaluate import accuracy
+    from spikenoise.synapse import set_analog
+
+    s0 = min(run.cfg["train_sigmas"], key=abs)
+    trained = {0: float_model, **{lv: models[(lv, s0)] for lv in run.levels_needed if (lv, s0) in models}}
+    for t, m in trained.items():
+        for p in [0] + run.levels_needed:
+            mm = _set_level(copy.deepcopy(m), p, 0.0, run.cfg, errors="none", calib=None if t == 3 else run.calib)
+            if p == 0:
+                set_analog(mm, input_range=None)
+            run.det.append({"train_seed": ts, "trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
+
+
+def _variation(run: SimpleNamespace, ts: int, tseed: int, models, te_loader) -> None:
+    """Programming variation: many programmed chips per (level, train sigma, test sigma), resumable."""
+    from spikenoise.evaluate import programming_accuracies
+    from spikenoise.synapse import box_stats
+
+    cfg = run.cfg
+    conds = [(lv, s, t) for lv in cfg["levels"] for s in cfg["train_sigmas"] for t in cfg["test_sigmas"]]
+    bar = progress_bar(conds, desc=f"seed {ts}: conditions", enabled=run.progress)
+    for lv, s, t in bar:
+        key = {"level": lv, "train_sigma": s, "test_sigma": t, "train_seed": ts}
+        if run.store.done(key):
+            continue
+        m = _set_level(copy.deepcopy(models[(lv, s)]), lv, t, cfg, errors="static", draws="batch")
+        n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
+        t1 = time.time()
+        accs = programming_accuracies(m, te_loader, n=n, seed=tseed * 1000 + 7)
+        if t == 0:
+            accs = accs * cfg["programmings"]
+        st = box_stats(accs)
+        run.store.add(key, {"accuracies": accs, **st, "seconds": time.time() - t1})
+        bar.set_postfix(level=lv, train=s, test=t, q3=f"{st['q3']:.3f}")
+
+
+def _write_outputs(run: SimpleNamespace, info: dict[str, Any]) -> str:
+    out = run.out
+    with open(out / "deterministic.csv", "w") as fh:
+        fh.write("train_seed,trained_level,pipeline_level,accuracy\n")
+        for d in run.det:
+            fh.write(f"{d['train_seed']},{d['trained']},{d['pipeline']},{d['accuracy']:.6f}\n")
+    rows = run.store.rows()
+    run.store.write_csv()
+    (out / "summary.json").write_text(json.dumps({"config": run.cfg, "info": info, "deterministic": run.det},
+                                                 indent=2))
+    text = _summary(rows, run.det, run.cfg, info)
+    (out / "summary.md").write_text(text)
+    pngs = _plot(rows, run.cfg, out)
+    return text + "\n" + f"wrote {out / 'results.csv'}, {out / 'summary.md'}, " + ", ".join(str(p) for p in pngs)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the study; returns 0 on success."""
+    from spikenoise.evaluate import accuracy
+    from spikenoise.synapse import calibrate_input_ranges
+
+    cfg = _resolve(args)
+    set_threads(args.threads)
+    out = Path(args.out)
+    store = open_store(out, cfg, args.fresh)
+    (out / "models").mkdir(exist_ok=True)
+    t0 = time.time()
+    train, test, n_classes = load_tensors(cfg["data"], cfg["seed"], cfg.get("root"), cfg.get("n_train"),
+                                          cfg.get("n_test"), args.progress)
+    run = SimpleNamespace(cfg=cfg, out=out, store=store, progress=args.progress, n_classes=n_classes,
+                          input_shape=tuple(train[0].shape[1:]), det=[], adc_ranges={},
+                          calib=train[0][:512],  # calibration batch of DAC / ADC ranges (training data)
+                          levels_needed=[lv for lv in (1, 2, 3) if lv <= max(cfg["levels"])])
+    float_accs, ranges = [], []
+    for ts in range(cfg["train_seeds"]):
+        tseed = cfg["seed"] + 1000 * ts  # data split fixed by --seed; initialization and order by ts
+        tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], tseed)
+        float_model = _train_float(run, ts, tseed, tr_loader)
+        float_accs.append(accuracy(float_model, te_loader))
+        ranges.append(calibrate_input_ranges(float_model, run.calib))  # DAC ranges, shared by all levels
+        models = _fine_tune_chains(run, ts, tseed, tr_loader, float_model)
+        _deterministic(run, ts, float_model, models, te_loader)
+        _variation(run, ts, tseed, models, te_loader)
+    info = {"n_train": len(train[1]), "n_test": len(test[1]), "float_accs": float_accs, "input_ranges": ranges,
+            "adc_ranges": run.adc_ranges, "seconds": time.time() - t0}
+    print(_write_outputs(run, info) + f" in {time.time() - t0:.0f} s")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
 def _conditions(rows: list[dict[str, Any]]) -> dict[tuple[int, float, float], list[dict[str, Any]]]:
     """Rows grouped by (level, train sigma, test sigma), one row per training seed."""
     groups: dict[tuple[int, float, float], list[dict[str, Any]]] = {}
@@ -276,7 +292,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per condition: the chips of all training seeds pooled (box statistics) and the per-seed
     top-25 % (q3) and mean accuracies as mean +- 95 % CI over training seeds."""
     from spikenoise.results import mean_ci
-    from spikenoise.tiles import box_stats
+    from spikenoise.synapse import box_stats
 
     out = []
     for (lv, tr, te), rs in sorted(_conditions(rows).items()):
@@ -289,17 +305,14 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+_LEVEL_TITLES = {1: "level 1: quantized", 2: "level 2: + two cells, on/off", 3: "level 3: + arrays, ADC"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _plot_boxes(rows: list[dict[str, Any]], cfg: dict[str, Any], path: Path) -> Path:
+    """Box plots of the chips' accuracies per level, train and test variation (whiskers min/max)."""
+    plt = pyplot()
     groups = _conditions(rows)
-    agg = aggregate(rows)
-    levels = sorted({k[0] for k in groups})
-    trs = sorted({k[1] for k in groups})
-    tes = sorted({k[2] for k in groups})
+    levels, trs, tes = (sorted({k[i] for k in groups}) for i in range(3))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(levels), figsize=(5.2 * len(levels), 4.2), squeeze=False, sharey=True)
     width = 0.8 / max(1, len(trs))
@@ -321,19 +334,21 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
         ax.set_xticks(range(len(tes)))
         ax.set_xticklabels([f"{100 * t:g}" for t in tes])
         ax.set_xlabel("programming variation at inference (% of range)")
-        ax.set_title({1: "level 1: quantized", 2: "level 2: + two cells, on/off",
-                      3: "level 3: + arrays, ADC"}[lv])
+        ax.set_title(_LEVEL_TITLES[lv])
         ax.grid(alpha=0.3)
     n_seeds = max(len(rs) for rs in groups.values())
-    axes[0][0].set_ylabel(f"test accuracy (%): {cfg['programmings']} chips x {n_seeds} trainings")
-    axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, ADC range {cfg['adc_range']}, "
-                 "whiskers = min/max")
-    fig.tight_layout()
-    p1 = out / "boxplots.png"
-    fig.savefig(p1, dpi=120)
-    plt.close(fig)
+    return finish_panels(fig, axes, f"test accuracy (%): {cfg['programmings']} chips x {n_seeds} trainings", path,
+                         legend_loc="lower left",
+                         title=f"seed 003 on {cfg['data']} ({cfg['model']}), on/off {cfg['on_off']:g}, "
+                               f"ADC range {cfg['adc_range']}, whiskers = min/max")
 
+
+def _plot_top25(rows: list[dict[str, Any]], path: Path) -> Path:
+    """75th percentile accuracy (mean +- 95 % CI over trainings) vs test variation, per level."""
+    plt = pyplot()
+    agg = aggregate(rows)
+    levels, trs = sorted({a["level"] for a in agg}), sorted({a["train_sigma"] for a in agg})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(levels), figsize=(5.2 * len(levels), 3.8), squeeze=False, sharey=True)
     for ax, lv in zip(axes[0], levels):
         for j, tr in enumerate(trs):
@@ -345,18 +360,59 @@ def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Pa
         ax.set_title(f"level {lv}: 75th percentile accuracy")
         ax.set_xlabel("programming variation at inference (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("top-25% accuracy (%), mean +- 95% CI over trainings")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    p2 = out / "top25.png"
-    fig.savefig(p2, dpi=120)
-    plt.close(fig)
-    return [p1, p2]
+    return finish_panels(fig, axes, "top-25% accuracy (%), mean +- 95% CI over trainings", path)
+
+
+def _plot(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
+    return [_plot_boxes(rows, cfg, out / "boxplots.png"), _plot_top25(rows, out / "top25.png")]
+
+
+def _deterministic_table(det: list[dict[str, Any]]) -> list[str]:
+    pipes = sorted({d["pipeline"] for d in det})
+    lines = ["| trained at | " + " | ".join(f"pipeline {p}" for p in pipes) + " |", "|---" * (len(pipes) + 1) + "|"]
+    for t in sorted({d["trained"] for d in det}):
+        cells = []
+        for p in pipes:
+            v = [d["accuracy"] for d in det if d["trained"] == t and d["pipeline"] == p]
+            cells.append("" if not v else f"{100 * sum(v) / len(v):.2f}")
+        lines.append(f"| level {t} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _variation_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| level | train var | test var | min | q1 | median | top 25% (q3) | max | mean |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for a in aggregate(rows):
+        lines.append(f"| {a['level']} | {100 * a['train_sigma']:g}% | {100 * a['test_sigma']:g}% | "
+                     f"{100 * a['pooled_min']:.2f} | {100 * a['pooled_q1']:.2f} | {100 * a['pooled_median']:.2f} | "
+                     f"{100 * a['top25']:.2f} +- {100 * a['top25_ci']:.2f} | {100 * a['pooled_max']:.2f} | "
+                     f"{100 * a['mean']:.2f} +- {100 * a['mean_ci']:.2f} |")
+    return lines
+
+
+def _gain_table(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+    """Injection effect: per training seed, the gain of injected over not-injected models."""
+    from spikenoise.results import mean_ci
+
+    base = min(cfg["train_sigmas"])
+    groups = _conditions(rows)
+    lines = []
+    for (lv, tr, te), rs in sorted(groups.items()):
+        if tr == base:
+            continue
+        ref = {r["key"]["train_seed"]: r for r in groups.get((lv, base, te), [])}
+        d = [r["mean"] - ref[r["key"]["train_seed"]]["mean"] for r in rs if r["key"]["train_seed"] in ref]
+        if d:
+            m, ci = mean_ci(d)
+            lines.append(f"| {lv} | {100 * tr:g}% | {100 * te:g}% | {100 * m:+.2f} +- {100 * ci:.2f} | {len(d)} |")
+    if not lines:
+        return []
+    return ["", "## Noise injection: gain in mean accuracy over training without injection (paired by "
+            "training seed; percentage points, mean +- 95% CI)", "",
+            "| level | train var | test var | gain | trainings |", "|---|---|---|---|---|"] + lines
 
 
 def _summary(rows: list[dict[str, Any]], det: list[dict[str, Any]], cfg: dict[str, Any], info: dict[str, Any]) -> str:
-    from spikenoise.results import mean_ci
-
     lines = [f"# seed 003 study: {cfg['data']}, {cfg['model']}, preset {cfg['preset']}", ""]
     lines.append(f"Train/test samples: {info['n_train']}/{info['n_test']}; {cfg['train_seeds']} training seed(s); "
                  f"{cfg['programmings']} programmed chips per condition and training; on/off {cfg['on_off']:g}; "
@@ -368,142 +424,8 @@ def _summary(rows: list[dict[str, Any]], det: list[dict[str, Any]], cfg: dict[st
                  f"DAC ranges per layer (seed 0): {', '.join(f'{r:.3g}' for r in info['input_ranges'][0])}. "
                  f"ADC ranges per layer (G_max x full-scale input): {json.dumps(info['adc_ranges'])}.")
     lines += ["", "## Deterministic effects (no variation; mean over training seeds; rows: training level, "
-              "columns: inference pipeline)", ""]
-    pipes = sorted({d["pipeline"] for d in det})
-    lines.append("| trained at | " + " | ".join(f"pipeline {p}" for p in pipes) + " |")
-    lines.append("|---" * (len(pipes) + 1) + "|")
-    for t in sorted({d["trained"] for d in det}):
-        cells = []
-        for p in pipes:
-            v = [d["accuracy"] for d in det if d["trained"] == t and d["pipeline"] == p]
-            cells.append("" if not v else f"{100 * sum(v) / len(v):.2f}")
-        lines.append(f"| level {t} | " + " | ".join(cells) + " |")
+              "columns: inference pipeline)", ""] + _deterministic_table(det)
     lines += ["", "## Programming variation (accuracy %)", "",
               "Pooled over all chips of all trainings: min / q1 / median / max. Top 25% (q3) and mean: per "
-              "training, then mean +- 95% CI over trainings.", "",
-              "| level | train var | test var | min | q1 | median | top 25% (q3) | max | mean |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for a in aggregate(rows):
-        lines.append(f"| {a['level']} | {100 * a['train_sigma']:g}% | {100 * a['test_sigma']:g}% | "
-                     f"{100 * a['pooled_min']:.2f} | {100 * a['pooled_q1']:.2f} | {100 * a['pooled_median']:.2f} | "
-                     f"{100 * a['top25']:.2f} +- {100 * a['top25_ci']:.2f} | {100 * a['pooled_max']:.2f} | "
-                     f"{100 * a['mean']:.2f} +- {100 * a['mean_ci']:.2f} |")
-    # injection effect: per training seed, the gain of injected over not-injected models
-    base = min(cfg["train_sigmas"])
-    gains = []
-    for (lv, tr, te), rs in sorted(_conditions(rows).items()):
-        if tr == base:
-            continue
-        ref = {r["key"]["train_seed"]: r for r in _conditions(rows).get((lv, base, te), [])}
-        d = [r["mean"] - ref[r["key"]["train_seed"]]["mean"] for r in rs if r["key"]["train_seed"] in ref]
-        if d:
-            m, ci = mean_ci(d)
-            gains.append((lv, tr, te, m, ci, len(d)))
-    if gains:
-        lines += ["", f"## Noise injection: gain in mean accuracy over training without injection (paired by "
-                  "training seed; percentage points, mean +- 95% CI)", "",
-                  "| level | train var | test var | gain | trainings |", "|---|---|---|---|---|"]
-        for lv, tr, te, m, ci, n in gains:
-            lines.append(f"| {lv} | {100 * tr:g}% | {100 * te:g}% | {100 * m:+.2f} +- {100 * ci:.2f} | {n} |")
-    return "\n".join(lines) + "\n"
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the study; returns 0 on success."""
-    from tqdm.auto import tqdm
-
-    from spikenoise.evaluate import accuracy
-    from spikenoise.results import ResultStore
-    from spikenoise.tiles import box_stats, calibrate_input_ranges, programming_accuracies, set_analog
-    from spikenoise.train import fit, seed_everything
-
-    cfg = _resolve(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    progress = not args.no_progress
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "models").mkdir(exist_ok=True)
-    store = ResultStore(out, cfg, resume=not args.fresh)
-    t0 = time.time()
-
-    train, test, n_classes = load_study_data(cfg["data"], cfg["seed"], cfg.get("root"), cfg.get("n_train"),
-                                             cfg.get("n_test"), progress)
-    input_shape = tuple(train[0].shape[1:])
-    calib = train[0][:512]  # calibration batch of DAC / ADC ranges (training data)
-    levels_needed = [lv for lv in (1, 2, 3) if lv <= max(cfg["levels"])]
-    det: list[dict[str, Any]] = []
-    float_accs: list[float] = []
-    ranges: list[Any] = []
-    adc_ranges: dict[str, Any] = {}
-    for ts in range(cfg["train_seeds"]):
-        tseed = cfg["seed"] + 1000 * ts  # data split fixed by --seed; initialization and order by ts
-        tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], tseed)
-        seed_everything(tseed)
-        # 1. float model
-        float_model = build_study_model(cfg["model"], input_shape, n_classes, cfg["hidden"])
-        fit(float_model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed,
-            checkpoint=out / "models" / f"seed{ts}_float.pt", progress=progress, desc=f"seed {ts}: float")
-        float_accs.append(accuracy(float_model, te_loader))
-        # 2. DAC ranges from training data, shared by all levels of this training seed
-        ranges.append(calibrate_input_ranges(float_model, calib))
-
-        # 3. architecture-aware fine-tuning chains: level 1 <- float, 2 <- 1, 3 <- 2
-        models: dict[tuple[int, float], nn.Module] = {}
-        for s in cfg["train_sigmas"]:
-            prev = float_model
-            for lv in levels_needed:
-                m = _set_level(copy.deepcopy(prev), lv, s, cfg, errors="static" if s > 0 else "none",
-                               draws="batch", calib=calib)
-                fit(m, tr_loader, None, epochs=cfg["ft_epochs"], lr=2e-4, weight_lr=2e-3, seed=tseed + lv,
-                    checkpoint=out / "models" / f"seed{ts}_level{lv}_train{s:g}.pt", progress=progress,
-                    desc=f"seed {ts}: level {lv}, train var {s:g}")
-                models[(lv, s)] = m
-                prev = m
-            if (3, s) in models:
-                adc_ranges[f"seed{ts}_train{s:g}"] = [l.adc_range for l in models[(3, s)].modules()
-                                                      if getattr(l, "adc_bits", None) is not None]
-
-        # 5. deterministic effects: error-free models of each training level in each pipeline
-        s0 = min(cfg["train_sigmas"], key=abs)
-        trained = {0: float_model, **{lv: models[(lv, s0)] for lv in levels_needed if (lv, s0) in models}}
-        for t, m in trained.items():
-            for p in [0] + levels_needed:
-                mm = _set_level(copy.deepcopy(m), p, 0.0, cfg, errors="none", calib=None if t == 3 else calib)
-                if p == 0:
-                    set_analog(mm, input_range=None)
-                det.append({"train_seed": ts, "trained": t, "pipeline": p, "accuracy": accuracy(mm, te_loader)})
-
-        # 4. programming variation, many chips per condition
-        conds = [(lv, s, t) for lv in cfg["levels"] for s in cfg["train_sigmas"] for t in cfg["test_sigmas"]]
-        bar = tqdm(conds, desc=f"seed {ts}: conditions", disable=not progress, dynamic_ncols=True)
-        for lv, s, t in bar:
-            key = {"level": lv, "train_sigma": s, "test_sigma": t, "train_seed": ts}
-            if store.done(key):
-                continue
-            m = _set_level(copy.deepcopy(models[(lv, s)]), lv, t, cfg, errors="static", draws="batch")
-            n = cfg["programmings"] if t > 0 else 1  # no variation: every chip is the same
-            t1 = time.time()
-            accs = programming_accuracies(m, te_loader, n=n, seed=tseed * 1000 + 7)
-            if t == 0:
-                accs = accs * cfg["programmings"]
-            st = box_stats(accs)
-            store.add(key, {"accuracies": accs, **st, "seconds": time.time() - t1})
-            bar.set_postfix(level=lv, train=s, test=t, q3=f"{st['q3']:.3f}")
-    with open(out / "deterministic.csv", "w") as fh:
-        fh.write("train_seed,trained_level,pipeline_level,accuracy\n")
-        for d in det:
-            fh.write(f"{d['train_seed']},{d['trained']},{d['pipeline']},{d['accuracy']:.6f}\n")
-
-    rows = store.rows()
-    store.write_csv()
-    info = {"n_train": len(train[1]), "n_test": len(test[1]), "float_accs": float_accs, "input_ranges": ranges,
-            "adc_ranges": adc_ranges, "seconds": time.time() - t0}
-    (out / "summary.json").write_text(json.dumps({"config": cfg, "info": info, "deterministic": det}, indent=2))
-    text = _summary(rows, det, cfg, info)
-    (out / "summary.md").write_text(text)
-    pngs = _plot(rows, cfg, out)
-    print(text)
-    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'}, " + ", ".join(str(p) for p in pngs)
-          + f" in {time.time() - t0:.0f} s")
-    return 0
+              "training, then mean +- 95% CI over trainings.", ""] + _variation_table(rows)
+    return "\n".join(lines + _gain_table(rows, cfg)) + "\n"

@@ -19,7 +19,8 @@ finished rows, and new conditions can be added to an existing output folder.
 
 Data: ``digits`` is scikit-learn's bundled 8 x 8 handwritten digits (1797 images, shipped inside the
 package, no download), upsampled bilinearly to ``--image-size`` (default 32, VGG's CIFAR size);
-``embedded`` / ``fsdd`` are the 67 x 40 KWS features of :func:`spikenoise.data.load_kws`.
+``embedded`` / ``fsdd`` are the 67 x 40 KWS features of :func:`spikenoise.data.load_kws` (FSDD from
+``--root`` or ``$SPIKENOISE_FSDD``). Outputs go to ``--out`` (default ``runs/bitflip``).
 
 Non-finite outputs (inf/NaN from exponent flips) are kept; ``argmax`` scores them as PyTorch does and
 the fraction of test samples with a non-finite logit is stored as ``nonfinite``.
@@ -32,19 +33,23 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..activations import calibrate_activations, insert_activation_flips, set_activation_flips
+from ..data.tensors import BUNDLE_SETS, DataBundle, load_bundle
+from ..evaluate import accuracy_nonfinite
 from ..midpoint import fit_midpoint, log_grid, plot_midpoint
-from ..noise.bitflip import DTYPES, BiasFlips, BitFlip, requantize
-from ..results import ResultStore
-from ..synapse import configure, synapses
+from ..noise.bitflip import DTYPES, BitFlip
+from ..synapse import (BiasFlips, calibrate_activations, configure, insert_activation_flips, requantize,
+                       set_activation_flips, synapses)
+from .scaffold import (StudyError, add_common_options, add_data_options, fsdd_root, open_store, progress_bar,
+                       resolve_preset, set_threads, write_csv)
 
-__all__ = ["add_arguments", "main", "load_data", "parse_mask", "evaluate_flips", "PRESETS", "DataBundle"]
+__all__ = ["add_arguments", "main", "parse_mask", "PRESETS", "report", "build"]
 
 #: preset -> defaults (the command line overrides any of them)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -60,91 +65,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                  dtypes="float32,float16,bfloat16,float64,int8", masks="all,thermometer", targets="w,w+b+a",
                  p_min=1e-9, p_max=0.5, per_decade=3, repeats=5),
 }
-_FALLBACK = dict(batch_size=64, lr=1e-3, weight_lr=1e-2, seed=0, errors="static", floor_margin=0.02)
+_FALLBACK = dict(batch_size=64, lr=1e-3, weight_lr=1e-2, errors="static", floor_margin=0.02)
 
 MODEL_CHOICES = ("vgg11", "vgg13", "vgg16", "vgg19", "cnn", "rnn", "scnn", "srnn")
-DATA_CHOICES = ("digits", "embedded", "fsdd")
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-
-
-class DataBundle:
-    """Loaders and shapes of one data set: ``train`` (DataLoader), ``test`` (list of batches)."""
-
-    def __init__(self, name: str, train, test: list, in_channels: int, input_size: tuple[int, int],
-                 num_classes: int, info: dict[str, Any]):
-        self.name, self.train, self.test = name, train, test
-        self.in_channels, self.input_size, self.num_classes, self.info = in_channels, input_size, num_classes, info
-
-
-def _digits(batch_size: int, seed: int, image_size: int, test_fraction: float = 0.3) -> DataBundle:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError("--data digits needs scikit-learn (pip install scikit-learn): its 8x8 digits "
-                         "ship inside the package") from e
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
-    y = torch.tensor(d.target, dtype=torch.int64)
-    # stratified split, seeded: test_fraction of each class
-    g = np.random.default_rng([seed, 0xD161])
-    test_idx = []
-    for c in range(10):
-        idx = np.nonzero(d.target == c)[0]
-        g.shuffle(idx)
-        test_idx += idx[: int(round(len(idx) * test_fraction))].tolist()
-    mask = np.zeros(len(y), dtype=bool)
-    mask[test_idx] = True
-    if image_size != 8:
-        x = nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    mean, std = float(x[~mask].mean()), float(x[~mask].std())
-    x = (x - mean) / std
-    tr = torch.utils.data.TensorDataset(x[~mask], y[~mask])
-    train = torch.utils.data.DataLoader(tr, batch_size=batch_size, shuffle=True)  # torch RNG, seeded per epoch by fit
-    test = [(x[mask][i:i + 256], y[mask][i:i + 256]) for i in range(0, int(mask.sum()), 256)]
-    info = {"source": "scikit-learn load_digits (bundled)", "n_train": int((~mask).sum()),
-            "n_test": int(mask.sum()), "image_size": image_size}
-    return DataBundle("digits", train, test, 1, (image_size, image_size), 10, info)
-
-
-def load_data(name: str, batch_size: int = 64, seed: int = 0, image_size: int = 32,
-              kws_preset: str = "quick", progress: bool = True) -> DataBundle:
-    """``digits`` (scikit-learn, bundled) or a KWS set (``embedded``, ``fsdd``) as a :class:`DataBundle`."""
-    if name == "digits":
-        return _digits(batch_size, seed, image_size)
-    if name not in DATA_CHOICES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {DATA_CHOICES}")
-    from ..data import load_kws, make_loaders
-
-    kw: dict[str, Any] = {"progress": progress}
-    if name == "embedded":
-        kw["preset"] = kws_preset
-    else:
-        kw["root"] = "/work/shared/data/fsdd"
-    data = load_kws(name, seed=seed, **kw)
-    train, _val, test = make_loaders(data, batch_size=batch_size, seed=seed)
-    batches = [(x, y) for x, y in test]
-    return DataBundle(name, train, batches, 1, (67, 40), data.num_classes, {"summary": data.summary()})
-
-
-# ----------------------------------------------------------------------------------------------
-# model
+DATA_CHOICES = BUNDLE_SETS
 
 
 def build(model: str, data: DataBundle, width: float) -> nn.Module:
     """An untrained float32 model (weights stored exactly: ``BitFlip(0, dtype="float32")``)."""
-    exact = BitFlip(0.0, dtype="float32")
-    if model.startswith("vgg"):
-        from ..models.vgg import VGG
-
-        return VGG(int(model[3:]), num_classes=data.num_classes, in_channels=data.in_channels,
-                   input_size=data.input_size, width=width, error_model=exact)
     from ..models import build_model
 
+    exact = BitFlip(0.0, dtype="float32")
+    if model.startswith("vgg"):
+        return build_model(model, num_classes=data.num_classes, in_channels=data.in_channels,
+                           input_size=data.input_size, width=width, error_model=exact)
     if data.input_size != (67, 40):
-        raise ValueError(f"KWS model {model!r} needs 67 x 40 KWS features; use --data embedded or fsdd")
+        raise StudyError(f"KWS model {model!r} needs 67 x 40 KWS features; use --data embedded or fsdd")
     return build_model(model, n_classes=data.num_classes, error_model=exact)
 
 
@@ -197,30 +133,6 @@ def _parse_targets(t: str) -> tuple[bool, bool, bool]:
     return "w" in parts, "b" in parts, "a" in parts
 
 
-# ----------------------------------------------------------------------------------------------
-# evaluation
-
-
-@torch.no_grad()
-def evaluate_flips(model: nn.Module, batches: Iterable, seed: int, eval_batch: int | None = None) -> tuple[float, float]:
-    """Accuracy and fraction of samples with a non-finite logit; torch RNG seeded with ``seed``.
-
-    ``eval_batch`` splits the batches (per-row static draws hold ``batch x weights`` values).
-    """
-    model.eval()
-    torch.manual_seed(seed)
-    correct = seen = bad = 0
-    for x, y in batches:
-        step = eval_batch or x.shape[0]
-        for i in range(0, x.shape[0], step):
-            xb, yb = x[i:i + step], y[i:i + step]
-            logits = model(xb)
-            correct += int((logits.argmax(dim=-1) == yb).sum())
-            bad += int((~torch.isfinite(logits)).any(dim=-1).sum())
-            seen += int(yb.shape[0])
-    return correct / seen, bad / seen
-
-
 def _n_weights(model: nn.Module) -> int:
     return sum(s.weight.numel() for s in synapses(model))  # type: ignore[attr-defined]
 
@@ -259,9 +171,9 @@ class _Condition:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="defaults for everything below (quick: seconds; default: minutes; full: long)")
-    p.add_argument("--data", choices=DATA_CHOICES, help="digits (scikit-learn, bundled) or KWS features")
+    add_common_options(p, "bitflip", PRESETS, "default",
+                       preset_help="defaults for everything below (quick: seconds; default: minutes; full: long)")
+    add_data_options(p, DATA_CHOICES)
     p.add_argument("--model", choices=MODEL_CHOICES)
     p.add_argument("--width", type=float, help="VGG channel multiplier")
     p.add_argument("--image-size", type=int, help="digits are upsampled to this size (8 = native)")
@@ -270,7 +182,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-lr", type=float)
-    p.add_argument("--seed", type=int)
     p.add_argument("--dtypes", help="comma list of float32, float16, bfloat16, float64, int8")
     p.add_argument("--masks", help="comma list: all, mantissa, no-sign, no-exponent, msbK, thermometer")
     p.add_argument("--targets", help="comma list of w, w+b, w+b+a, ... (weights, biases, activations)")
@@ -281,109 +192,115 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", choices=("static", "dynamic"), help="weight/bias errors per inference or per read")
     p.add_argument("--floor-margin", type=float,
                    help="stop a condition's sweep once mean accuracy <= 1/K + this (default 0.02; <0: never)")
-    p.add_argument("--out", default="/tmp/evidence/bitflip", help="output folder (resumable)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = {**_FALLBACK, **PRESETS[args.preset]}
-    for k in list(PRESETS["default"]) + list(_FALLBACK) + ["weight_lr"]:
-        v = getattr(args, k, None)
-        if v is not None:
-            cfg[k] = v
+    cfg = resolve_preset(PRESETS, args, list(_FALLBACK) + ["seed"], _FALLBACK)
+    cfg["dtypes"] = [d.strip() for d in str(cfg["dtypes"]).split(",") if d.strip()]
+    for d in cfg["dtypes"]:
+        if d not in DTYPES:
+            raise StudyError(f"unknown dtype {d!r} in --dtypes; choose from {sorted(DTYPES)}")
+    cfg["masks"] = [m.strip() for m in str(cfg["masks"]).split(",") if m.strip()]
+    cfg["targets"] = [t.strip() for t in str(cfg["targets"]).split(",") if t.strip()]
+    try:
+        for t in cfg["targets"]:
+            _parse_targets(t)
+        for d in cfg["dtypes"]:
+            for m in _expand_masks(cfg["masks"], d):
+                parse_mask(m, d)
+        cfg["grid"] = log_grid(cfg["p_min"], cfg["p_max"], cfg["per_decade"])
+    except ValueError as e:
+        raise StudyError(str(e)) from None
+    cfg["root"] = fsdd_root(args.root) if cfg["data"] == "fsdd" else None
     return cfg
 
 
-def main(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from ..evaluate import repetition_seed
+def _train(cfg: dict[str, Any], args: argparse.Namespace, data: DataBundle, out: Path) -> nn.Module:
+    """The trained float32 model with batch norm folded (checkpoint ``model.pt``, resumable)."""
     from ..models.vgg import fold_batchnorm
-    from ..train import fit
+    from ..train import derive_seed, fit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = _resolve(args)
-    progress = not args.no_progress
-    dtypes = [d.strip() for d in str(cfg["dtypes"]).split(",") if d.strip()]
-    for d in dtypes:
-        if d not in DTYPES:
-            raise ValueError(f"unknown dtype {d!r}; choose from {sorted(DTYPES)}")
-    masks = [m.strip() for m in str(cfg["masks"]).split(",") if m.strip()]
-    targets = [t.strip() for t in str(cfg["targets"]).split(",") if t.strip()]
-    for t in targets:
-        _parse_targets(t)
-    grid = log_grid(cfg["p_min"], cfg["p_max"], cfg["per_decade"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    data = load_data(cfg["data"], cfg["batch_size"], cfg["seed"], cfg["image_size"], args.kws_preset, progress)
+    torch.manual_seed(derive_seed(cfg["seed"], cfg["model"], "init"))  # a reproducible initialization
     model = build(cfg["model"], data, cfg["width"])
+    fit(model, data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
+        checkpoint=out / "model.pt", seed=cfg["seed"], progress=args.progress, desc=f"train {cfg['model']}")
+    model.eval()
+    cfg["folded_batchnorms"] = fold_batchnorm(model)
+    return model
+
+
+def _sweep_condition(run: SimpleNamespace, cond: tuple[str, str, str]) -> None:
+    """Every flip probability and repetition of one (dtype, mask, targets) condition not yet stored.
+
+    ``run``: ``model, cfg, store, stored`` (rows by key), ``test, calib, eval_batch, floor, bar``.
+    """
+    from ..evaluate import repetition_seed
+
+    dtype, mask, target = cond
+    cfg, bar = run.cfg, run.bar
+    bits = parse_mask(mask, dtype)
+    made: _Condition | None = None
+    grid = cfg["grid"]
+    for ip, p in enumerate(grid):
+        accs = []
+        for r in range(cfg["repeats"]):
+            key = {"dtype": dtype, "mask": mask, "targets": target, "p": float(p), "rep": r}
+            old = run.stored.get(json.dumps(key, sort_keys=True))
+            if old is None:
+                if made is None:
+                    made = _Condition(run.model, dtype, bits, target, cfg["errors"], run.calib)
+                made.set_p(float(p))
+                seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, r)
+                t1 = time.perf_counter()
+                acc, nonfinite = accuracy_nonfinite(made.model, run.test, seed, run.eval_batch)
+                old = {"acc": acc}
+                run.store.add(key, {"acc": acc, "nonfinite": nonfinite, "eval_seed": seed,
+                                "seconds": time.perf_counter() - t1})
+                bar.set_postfix(cond=f"{dtype}/{mask}/{target}", p=f"{p:.1e}", acc=f"{acc:.3f}", refresh=False)
+            accs.append(old["acc"])
+            bar.update(1)
+        if cfg["floor_margin"] >= 0 and ip >= 1 and sum(accs) / len(accs) <= run.floor:
+            # accuracy is at chance: higher probabilities cannot do better; not measured
+            bar.update((len(grid) - ip - 1) * cfg["repeats"])
+            return
+
+
+def main(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
+    cfg = _resolve(args)
+    data = load_bundle(cfg["data"], cfg["batch_size"], cfg["seed"], cfg["image_size"], args.kws_preset,
+                       args.progress, cfg["root"])
     # the store's config: what determines the trained model; conditions live in the row keys
     run_cfg = {k: cfg[k] for k in ("data", "model", "width", "image_size", "epochs", "batch_size", "lr",
                                    "weight_lr", "seed", "errors")}
     run_cfg["kws_preset"] = args.kws_preset if cfg["data"] == "embedded" else None
-    store = ResultStore(out, run_cfg)
+    out = Path(args.out)
+    store = open_store(out, run_cfg, args.fresh)
     t0 = time.perf_counter()
-    fit(model, data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
-        checkpoint=out / "model.pt", seed=cfg["seed"], progress=progress, desc=f"train {cfg['model']}")
-    model.eval()
-    folded = fold_batchnorm(model)
+    model = _train(cfg, args, data, out)
     n_w = _n_weights(model)
-    eval_batch = max(1, min(256, int(3e7 // max(n_w, 1))))  # per-row static draws: batch x weights values
-    calib = [x for x, _ in list(data.train)[:4]]
-
-    conds = [(d, m, t) for d in dtypes for m in _expand_masks(masks, d) for t in targets]
-    todo_total = len(conds) * len(grid) * cfg["repeats"]
-    stored = {json.dumps(r["key"], sort_keys=True): r for r in store.rows()}
-    floor = 1.0 / data.num_classes + cfg["floor_margin"]
-    bar = tqdm(total=todo_total, desc="bitflip", disable=not progress, dynamic_ncols=True)
-    for dtype, mask, target in conds:
-        bits = parse_mask(mask, dtype)
-        cond: _Condition | None = None
-        for ip, p in enumerate(grid):
-            accs = []
-            for r in range(cfg["repeats"]):
-                key = {"dtype": dtype, "mask": mask, "targets": target, "p": float(p), "rep": r}
-                old = stored.get(json.dumps(key, sort_keys=True))
-                if old is not None:
-                    accs.append(old["acc"])
-                    bar.update(1)
-                    continue
-                if cond is None:
-                    cond = _Condition(model, dtype, bits, target, cfg["errors"], calib)
-                cond.set_p(float(p))
-                seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, r)
-                t1 = time.perf_counter()
-                acc, nonfinite = evaluate_flips(cond.model, data.test, seed, eval_batch)
-                store.add(key, {"acc": acc, "nonfinite": nonfinite, "eval_seed": seed,
-                                "seconds": time.perf_counter() - t1})
-                accs.append(acc)
-                bar.set_postfix(cond=f"{dtype}/{mask}/{target}", p=f"{p:.1e}", acc=f"{acc:.3f}", refresh=False)
-                bar.update(1)
-            if cfg["floor_margin"] >= 0 and ip >= 1 and sum(accs) / len(accs) <= floor:
-                # accuracy is at chance: higher probabilities cannot do better; not measured
-                bar.update((len(grid) - ip - 1) * cfg["repeats"])
-                break
-    bar.close()
-    summary = report(store, data.num_classes, out, conds, info={
-        "data": data.info, "model": cfg["model"], "n_weights": n_w, "folded_batchnorms": folded,
-        "seconds": time.perf_counter() - t0})
-    print(summary)
+    conds = [(d, m, t) for d in cfg["dtypes"] for m in _expand_masks(cfg["masks"], d) for t in cfg["targets"]]
+    run = SimpleNamespace(
+        model=model, cfg=cfg, store=store, stored={json.dumps(r["key"], sort_keys=True): r for r in store.rows()},
+        test=data.test, calib=[x for x, _ in list(data.train)[:4]],
+        eval_batch=max(1, min(256, int(3e7 // max(n_w, 1)))),  # per-row static draws: batch x weights values
+        floor=1.0 / data.num_classes + cfg["floor_margin"],
+        bar=progress_bar(total=len(conds) * len(cfg["grid"]) * cfg["repeats"], desc="bitflip", enabled=args.progress))
+    for cond in conds:
+        _sweep_condition(run, cond)
+    run.bar.close()
+    print(report(store, data.num_classes, out, conds, info={
+        "data": data.info, "model": cfg["model"], "n_weights": n_w, "folded_batchnorms": cfg["folded_batchnorms"],
+        "seconds": time.perf_counter() - t0}))
     return 0
 
 
-def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[str, str, str]],
-           info: dict[str, Any] | None = None) -> str:
-    """Fit the midpoint per condition; write ``midpoints.csv/json``, ``table.md`` and PNG plots."""
-    rows = store.rows()
-    store.write_csv()
-    # every condition on disk (earlier invocations into the same folder included), in stored order
-    for r in rows:
-        c = (r["key"]["dtype"], r["key"]["mask"], r["key"]["targets"])
-        if c not in conds:
-            conds = conds + [c]
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def _fit_conditions(rows, conds, num_classes: int):
+    """Per condition: the logistic fit summary (list of dicts) and the ``(p, acc, nonfinite)`` arrays."""
     fits: list[dict[str, Any]] = []
     data: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for dtype, mask, target in conds:
@@ -396,8 +313,7 @@ def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[st
         nf = np.array([r.get("nonfinite", 0.0) for r in rs])
         data[(dtype, mask, target)] = (p, a, nf)
         fit = fit_midpoint(p, a, n_classes=num_classes) if len(np.unique(p)) >= 4 else None
-        lowest = a[p == p.min()].mean()
-        fits.append({"dtype": dtype, "mask": mask, "targets": target, "acc_at_pmin": float(lowest),
+        fits.append({"dtype": dtype, "mask": mask, "targets": target, "acc_at_pmin": float(a[p == p.min()].mean()),
                      "p_min": float(p.min()), "p_max": float(p.max()),
                      **({k: v for k, v in fit.as_dict().items()} if fit else {"ok": False})})
     # reference: float32 with every bit noisy, same targets
@@ -406,33 +322,26 @@ def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[st
     for f in fits:
         r = ref.get(f["targets"])
         f["mu_vs_float32"] = (f["mu"] / r) if (r and f.get("ok") and f.get("in_range")) else None
-    (out / "midpoints.json").write_text(json.dumps({"fits": fits, "info": info or {}}, indent=2, default=str))
-    import csv
+    return fits, data
 
-    if fits:
-        cols = list(dict.fromkeys(k for f in fits for k in f))
-        with open(out / "midpoints.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            w.writerows(fits)
-    lines = ["| dtype | mask | targets | acc @ p_min | mu (midpoint) | mu 95% CI | p99 (99% of peak) | mu / mu(float32, all bits) | fit |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for f in fits:
-        good = f.get("ok") and f.get("in_range")
-        mu = f"{f['mu']:.2e}" if good else (
-            f"> {f['p_max']:.2g} (no drop)" if f.get("ok") and f.get("mu_x", 0) > math.log10(f["p_max"]) else "n/a")
-        se = f.get("mu_x_stderr")
-        if good and se is not None and se == se and se < 3:  # approximate (curve_fit covariance)
-            ci = f"{10 ** (f['mu_x'] - 1.96 * se):.2e} .. {10 ** (f['mu_x'] + 1.96 * se):.2e}"
-        else:
-            ci = "-" if not good else "undetermined"
-        p99 = f"{f['p99']:.2e}" if f.get("ok") and f.get("p99") == f.get("p99") and f.get("in_range") else "n/a"
-        ratio = f"{f['mu_vs_float32']:.3g}x" if f.get("mu_vs_float32") else "-"
-        note = f.get("message", "") if f.get("ok") else f.get("message", "not fitted")
-        lines.append(f"| {f['dtype']} | {f['mask']} | {f['targets']} | {f['acc_at_pmin']:.3f} | {mu} | {ci} | {p99} | {ratio} | {note} |")
-    table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
-    # plots: formats (mask "all") per target; masks per (dtype, target) when there are several
+
+def _table_row(f: dict[str, Any]) -> str:
+    good = f.get("ok") and f.get("in_range")
+    mu = f"{f['mu']:.2e}" if good else (
+        f"> {f['p_max']:.2g} (no drop)" if f.get("ok") and f.get("mu_x", 0) > math.log10(f["p_max"]) else "n/a")
+    se = f.get("mu_x_stderr")
+    if good and se is not None and se == se and se < 3:  # approximate (curve_fit covariance)
+        ci = f"{10 ** (f['mu_x'] - 1.96 * se):.2e} .. {10 ** (f['mu_x'] + 1.96 * se):.2e}"
+    else:
+        ci = "-" if not good else "undetermined"
+    p99 = f"{f['p99']:.2e}" if f.get("ok") and f.get("p99") == f.get("p99") and f.get("in_range") else "n/a"
+    ratio = f"{f['mu_vs_float32']:.3g}x" if f.get("mu_vs_float32") else "-"
+    note = f.get("message", "") if f.get("ok") else f.get("message", "not fitted")
+    return f"| {f['dtype']} | {f['mask']} | {f['targets']} | {f['acc_at_pmin']:.3f} | {mu} | {ci} | {p99} | {ratio} | {note} |"
+
+
+def _plots(data, fits, num_classes: int, out: Path) -> None:
+    """Formats (mask "all") per target; masks per (dtype, target) when there are several."""
     by_target: dict[str, dict] = {}
     for (dtype, mask, target), (p, a, _nf) in data.items():
         fit = next((f for f in fits if (f["dtype"], f["mask"], f["targets"]) == (dtype, mask, target)), None)
@@ -450,4 +359,24 @@ def report(store: ResultStore, num_classes: int, out: Path, conds: list[tuple[st
         if len(series) > 1:
             plot_midpoint(series, str(out / f"masks_{dtype}_{target.replace('+', '')}.png"),
                           title=f"{dtype}: noisy-bit masks ({target})")
+
+
+def report(store, num_classes: int, out: Path, conds: list[tuple[str, str, str]],
+           info: dict[str, Any] | None = None) -> str:
+    """Fit the midpoint per condition; write ``midpoints.csv/json``, ``table.md`` and PNG plots."""
+    rows = store.rows()
+    store.write_csv()
+    # every condition on disk (earlier invocations into the same folder included), in stored order
+    for r in rows:
+        c = (r["key"]["dtype"], r["key"]["mask"], r["key"]["targets"])
+        if c not in conds:
+            conds = conds + [c]
+    fits, data = _fit_conditions(rows, conds, num_classes)
+    (out / "midpoints.json").write_text(json.dumps({"fits": fits, "info": info or {}}, indent=2, default=str))
+    write_csv(out / "midpoints.csv", fits)
+    lines = ["| dtype | mask | targets | acc @ p_min | mu (midpoint) | mu 95% CI | p99 (99% of peak) | mu / mu(float32, all bits) | fit |",
+             "|---|---|---|---|---|---|---|---|---|"] + [_table_row(f) for f in fits]
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    _plots(data, fits, num_classes, out)
     return table

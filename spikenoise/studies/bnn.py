@@ -14,7 +14,8 @@ Outputs (``--out``): ``results.jsonl/csv``, ``table.md`` (accuracy per train x t
 logistic fit), ``bnn_accuracy.png``.
 
 Data: ``digits`` (scikit-learn's bundled 8 x 8 digits; the MNIST stand-in available offline) or the
-KWS features (``embedded``, ``fsdd``).
+KWS features (``embedded``, ``fsdd`` from ``--root`` or ``$SPIKENOISE_FSDD``). Outputs go to ``--out``
+(default ``runs/bnn``).
 """
 from __future__ import annotations
 
@@ -22,16 +23,19 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..data.tensors import BUNDLE_SETS, load_bundle
+from ..evaluate import accuracy_nonfinite
 from ..midpoint import fit_midpoint
 from ..noise.binary import binary_weights
-from ..results import ResultStore
 from ..synapse import configure
-from .bitflip import DATA_CHOICES, evaluate_flips, load_data
+from .scaffold import (StudyError, add_common_options, add_data_options, fsdd_root, open_store, progress_bar,
+                       pyplot, resolve_preset, save_figure, set_threads, write_csv)
 
 __all__ = ["add_arguments", "main", "PRESETS", "build_bnn", "report"]
 
@@ -47,37 +51,39 @@ PRESETS: dict[str, dict[str, Any]] = {
                  train_bers="0,0.01,0.05,0.1,0.15,0.2,0.3",
                  test_bers="0,1e-6,1e-5,1e-4,1e-3,3e-3,1e-2,2e-2,4e-2,0.1,0.15,0.2,0.3", repeats=5, image_size=8),
 }
-_FALLBACK = dict(batch_size=64, lr=1e-2, weight_lr=1e-2, seed=0, draws="batch", eval_batch=32, dropout=0.1)
+_FALLBACK = dict(batch_size=64, lr=1e-2, weight_lr=1e-2, draws="batch", eval_batch=32, dropout=0.1)
 
 
 def build_bnn(arch: str, data, hidden: list[int], width: float, ber: float, draws: str, dropout: float):
-    """A BNN for ``data`` (a :class:`~spikenoise.studies.bitflip.DataBundle`) trained at weight BER ``ber``."""
-    from ..models.bnn import BinaryCNN, BinaryMLP
+    """A BNN for ``data`` (a :class:`~spikenoise.data.tensors.DataBundle`) trained at weight BER ``ber``."""
+    from ..models import build_model
 
     syn = dict(error_model=binary_weights(ber), errors="static" if ber > 0 else "none", draws=draws)
     if arch == "mlp":
         n_in = data.in_channels * data.input_size[0] * data.input_size[1]
-        return BinaryMLP(n_in, data.num_classes, hidden=hidden, dropout_in=dropout, dropout=dropout, **syn)
+        return build_model("binary_mlp", n_in, data.num_classes, hidden=hidden, dropout_in=dropout, dropout=dropout,
+                           **syn)
     if arch == "cnn":
-        return BinaryCNN(data.in_channels, data.input_size, data.num_classes, width=width, dropout=dropout, **syn)
-    raise ValueError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
+        return build_model("binary_cnn", data.in_channels, data.input_size, data.num_classes, width=width,
+                           dropout=dropout, **syn)
+    raise StudyError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
 
 
 def _floats(s: str, name: str) -> list[float]:
     try:
         vals = [float(v) for v in str(s).split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be a comma list of numbers, got {s!r}") from None
+        raise StudyError(f"{name} must be a comma list of numbers, got {s!r}") from None
     bad = [v for v in vals if not 0.0 <= v <= 1.0]
     if bad or not vals:
-        raise ValueError(f"{name} must be bit error rates in [0, 1], got {s!r}")
+        raise StudyError(f"{name} must be bit error rates in [0, 1], got {s!r}")
     return vals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="defaults for everything below (quick: seconds; default: minutes; full: paper size, long)")
-    p.add_argument("--data", choices=DATA_CHOICES)
+    add_common_options(p, "bnn", PRESETS, "default",
+                       preset_help="defaults for everything below (quick: seconds; default: minutes; full: paper size, long)")
+    add_data_options(p, BUNDLE_SETS)
     p.add_argument("--arch", choices=("mlp", "cnn"))
     p.add_argument("--hidden", help="MLP hidden sizes, comma list (paper: 4096,4096)")
     p.add_argument("--width", type=float, help="CNN channel multiplier")
@@ -88,83 +94,78 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="learning rate of batch norm parameters")
     p.add_argument("--weight-lr", type=float, help="learning rate of the hidden weights")
     p.add_argument("--dropout", type=float)
-    p.add_argument("--seed", type=int)
     p.add_argument("--train-bers", help="comma list; 0 = standard training, > 0 = error-aware")
     p.add_argument("--test-bers", help="comma list of test bit error rates")
     p.add_argument("--repeats", type=int)
     p.add_argument("--draws", choices=("batch", "row"), help="one error pattern per batch (default) or per sample")
     p.add_argument("--eval-batch", type=int, help="test samples per inference (one error pattern each)")
-    p.add_argument("--out", default="/tmp/evidence/bnn")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = resolve_preset(PRESETS, args, list(_FALLBACK) + ["seed"], _FALLBACK)
+    try:
+        cfg["hidden"] = [int(h) for h in str(cfg["hidden"]).split(",") if h.strip()]
+    except ValueError:
+        raise StudyError(f"--hidden must be a comma list of sizes, got {cfg['hidden']!r}") from None
+    cfg["train_bers"] = _floats(cfg["train_bers"], "--train-bers")
+    cfg["test_bers"] = sorted(set(_floats(cfg["test_bers"], "--test-bers")) | set(cfg["train_bers"]))
+    cfg["root"] = fsdd_root(args.root) if cfg["data"] == "fsdd" else None
+    return cfg
+
+
+def _train_and_test(run: SimpleNamespace, tb: float, todo: list[dict[str, Any]]) -> None:
+    """Train (or load) the network of training BER ``tb`` and evaluate the keys in ``todo``."""
+    from ..evaluate import repetition_seed
+    from ..train import derive_seed, fit
+
+    cfg = run.cfg
+    torch.manual_seed(derive_seed(cfg["seed"], cfg["arch"], "init", f"{tb:g}"))  # a reproducible initialization
+    model = build_bnn(cfg["arch"], run.data, cfg["hidden"], cfg["width"], tb, cfg["draws"], cfg["dropout"])
+    hist = fit(model, run.data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
+               checkpoint=run.out / f"{cfg['arch']}_train{tb:g}.pt", seed=cfg["seed"], progress=run.progress,
+               desc=f"train BER {tb:g}")
+    for key in todo:
+        b = key["test_ber"]
+        configure(model, errors="static" if b > 0 else "none", error_model=binary_weights(b))
+        seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, key["rep"])
+        t1 = time.perf_counter()
+        acc, _ = accuracy_nonfinite(model, run.data.test, seed, cfg["eval_batch"])
+        run.store.add(key, {"acc": acc, "eval_seed": seed, "train_acc": hist[-1]["train_acc"] if hist else None,
+                            "seconds": time.perf_counter() - t1})
+        run.bar.set_postfix(train=f"{tb:g}", test=f"{b:g}", acc=f"{acc:.3f}", refresh=False)
+        run.bar.update(1)
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from ..evaluate import repetition_seed
-    from ..train import fit
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = {**_FALLBACK, **PRESETS[args.preset]}
-    for k in list(PRESETS["default"]) + list(_FALLBACK):
-        v = getattr(args, k, None)
-        if v is not None:
-            cfg[k] = v
-    progress = not args.no_progress
-    hidden = [int(h) for h in str(cfg["hidden"]).split(",") if h.strip()]
-    train_bers = _floats(cfg["train_bers"], "--train-bers")
-    test_bers = sorted(set(_floats(cfg["test_bers"], "--test-bers")) | set(train_bers))
+    set_threads(args.threads)
+    cfg = _resolve(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_data(cfg["data"], cfg["batch_size"], cfg["seed"], cfg["image_size"], args.kws_preset, progress)
+    data = load_bundle(cfg["data"], cfg["batch_size"], cfg["seed"], cfg["image_size"], args.kws_preset,
+                       args.progress, cfg["root"])
     run_cfg = {k: cfg[k] for k in ("data", "arch", "epochs", "batch_size", "lr", "weight_lr", "seed", "draws",
                                    "dropout", "image_size", "eval_batch")}
-    run_cfg["model_size"] = hidden if cfg["arch"] == "mlp" else cfg["width"]
-    store = ResultStore(out, run_cfg)
+    run_cfg["model_size"] = cfg["hidden"] if cfg["arch"] == "mlp" else cfg["width"]
+    store = open_store(out, run_cfg, args.fresh)
     stored = {json.dumps(r["key"], sort_keys=True) for r in store.rows()}
     t0 = time.perf_counter()
+    train_bers, test_bers = cfg["train_bers"], cfg["test_bers"]
     total = len(train_bers) * sum(cfg["repeats"] if b > 0 else 1 for b in test_bers)
-    bar = tqdm(total=total, desc="bnn", disable=not progress, dynamic_ncols=True)
+    run = SimpleNamespace(cfg=cfg, data=data, out=out, store=store, progress=args.progress,
+                          bar=progress_bar(total=total, desc="bnn", enabled=args.progress))
     for tb in train_bers:
         keys = [{"arch": cfg["arch"], "train_ber": tb, "test_ber": b, "rep": r}
                 for b in test_bers for r in range(cfg["repeats"] if b > 0 else 1)]
         todo = [k for k in keys if json.dumps(k, sort_keys=True) not in stored]
-        bar.update(len(keys) - len(todo))
-        if not todo:
-            continue
-        model = build_bnn(cfg["arch"], data, hidden, cfg["width"], tb, cfg["draws"], cfg["dropout"])
-        hist = fit(model, data.train, None, epochs=cfg["epochs"], lr=cfg["lr"], weight_lr=cfg["weight_lr"],
-                   checkpoint=out / f"{cfg['arch']}_train{tb:g}.pt", seed=cfg["seed"], progress=progress,
-                   desc=f"train BER {tb:g}")
-        for key in todo:
-            b = key["test_ber"]
-            configure(model, errors="static" if b > 0 else "none", error_model=binary_weights(b))
-            seed = repetition_seed(cfg["seed"], {k: v for k, v in key.items() if k != "rep"}, key["rep"])
-            t1 = time.perf_counter()
-            acc, nonfinite = evaluate_flips(model, data.test, seed, cfg["eval_batch"])
-            store.add(key, {"acc": acc, "eval_seed": seed, "train_acc": hist[-1]["train_acc"] if hist else None,
-                            "seconds": time.perf_counter() - t1})
-            bar.set_postfix(train=f"{tb:g}", test=f"{b:g}", acc=f"{acc:.3f}", refresh=False)
-            bar.update(1)
-    bar.close()
-    text = report(store, data.num_classes, out, cfg["arch"], train_bers, test_bers,
-                  info={"data": data.info, "seconds": time.perf_counter() - t0, "config": cfg})
-    print(text)
+        run.bar.update(len(keys) - len(todo))
+        if todo:
+            _train_and_test(run, tb, todo)
+    run.bar.close()
+    print(report(store, data.num_classes, out, cfg["arch"], train_bers, test_bers,
+                 info={"data": data.info, "seconds": time.perf_counter() - t0, "config": cfg}))
     return 0
 
 
-def report(store: ResultStore, num_classes: int, out: Path, arch: str, train_bers: list[float],
-           test_bers: list[float], info: dict[str, Any] | None = None) -> str:
-    """Accuracy table, tolerance table (csv + markdown) and the accuracy-vs-BER plot."""
-    rows = [r for r in store.rows() if r["key"]["arch"] == arch]
-    store.write_csv()
-    acc: dict[tuple[float, float], list[float]] = {}
-    for r in rows:
-        acc.setdefault((r["key"]["train_ber"], r["key"]["test_ber"]), []).append(r["acc"])
-    mean = {k: float(np.mean(v)) for k, v in acc.items()}
-    std = {k: float(np.std(v)) for k, v in acc.items()}
+def _accuracy_table(mean, train_bers: list[float], test_bers: list[float]) -> str:
     head = "| train BER \\ test BER | " + " | ".join(f"{b:g}" for b in test_bers) + " |"
     lines = [head, "|" + "---|" * (len(test_bers) + 1)]
     for tb in train_bers:
@@ -176,9 +177,22 @@ def report(store: ResultStore, num_classes: int, out: Path, arch: str, train_ber
                 cell = f"**{cell}**"  # tested at its own training BER
             cells.append(cell)
         lines.append(f"| {tb:g} ({'standard' if tb == 0 else 'error-aware'}) | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def _tolerated(ok: list[float], test_bers: list[float]) -> float:
+    """Largest tested BER such that it and every smaller one are in ``ok``."""
+    best = 0.0
+    for b in [x for x in test_bers if x > 0]:
+        if b not in ok:
+            break
+        best = b
+    return best
+
+
+def _tolerance_rows(rows, mean, num_classes: int, train_bers: list[float], test_bers: list[float]):
     ref_clean = mean.get((0.0, 0.0))
-    tol_rows = []
+    out = []
     for tb in train_bers:
         clean = mean.get((tb, 0.0))
         if clean is None:
@@ -186,39 +200,41 @@ def report(store: ResultStore, num_classes: int, out: Path, arch: str, train_ber
         ok_own = [b for b in test_bers if b > 0 and (tb, b) in mean and mean[(tb, b)] >= clean - 0.01]
         ok_ref = [b for b in test_bers if b > 0 and ref_clean is not None and (tb, b) in mean
                   and mean[(tb, b)] >= ref_clean - 0.01]
-        # largest tested BER such that it and every smaller one stay within 1 point
-        def tolerated(ok: list[float]) -> float:
-            best = 0.0
-            for b in [x for x in test_bers if x > 0]:
-                if b in ok:
-                    best = b
-                else:
-                    break
-            return best
-
-        ps = [r["key"]["test_ber"] for r in rows if r["key"]["train_ber"] == tb and r["key"]["test_ber"] > 0]
-        ac = [r["acc"] for r in rows if r["key"]["train_ber"] == tb and r["key"]["test_ber"] > 0]
+        noisy = [r for r in rows if r["key"]["train_ber"] == tb and r["key"]["test_ber"] > 0]
+        ps, ac = [r["key"]["test_ber"] for r in noisy], [r["acc"] for r in noisy]
         fit = fit_midpoint(ps, ac, n_classes=num_classes) if len(set(ps)) >= 4 else None
-        tol_rows.append({"train_ber": tb, "clean_acc": clean, "tolerated_ber_own_1pt": tolerated(ok_own),
-                         "tolerated_ber_vs_standard_clean_1pt": tolerated(ok_ref),
-                         "mu": fit.mu if fit and fit.ok and fit.in_range else None,
-                         "p99": fit.p99 if fit and fit.ok and fit.in_range else None,
-                         "fit": fit.message if fit else "not fitted"})
-    import csv
+        good = fit is not None and fit.ok and fit.in_range
+        out.append({"train_ber": tb, "clean_acc": clean, "tolerated_ber_own_1pt": _tolerated(ok_own, test_bers),
+                    "tolerated_ber_vs_standard_clean_1pt": _tolerated(ok_ref, test_bers),
+                    "mu": fit.mu if good else None, "p99": fit.p99 if good else None,
+                    "fit": fit.message if fit else "not fitted"})
+    return out
 
-    if tol_rows:
-        with open(out / "tolerance.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(tol_rows[0]))
-            w.writeheader()
-            w.writerows(tol_rows)
+
+def _tolerance_table(tol_rows) -> str:
+    fmt = (lambda v: "n/a" if v is None else f"{v:.2g}")
     tl = ["| train BER | clean acc | tolerated BER (<= 1 pt below own clean) | tolerated BER (<= 1 pt below standard clean) | mu | p99 |",
           "|---|---|---|---|---|---|"]
     for t in tol_rows:
-        fmt = (lambda v: "n/a" if v is None else f"{v:.2g}")
         tl.append(f"| {t['train_ber']:g} | {100 * t['clean_acc']:.1f} | {t['tolerated_ber_own_1pt']:g} | "
                   f"{t['tolerated_ber_vs_standard_clean_1pt']:g} | {fmt(t['mu'])} | {fmt(t['p99'])} |")
+    return "\n".join(tl)
+
+
+def report(store, num_classes: int, out: Path, arch: str, train_bers: list[float],
+           test_bers: list[float], info: dict[str, Any] | None = None) -> str:
+    """Accuracy table, tolerance table (csv + markdown) and the accuracy-vs-BER plot."""
+    rows = [r for r in store.rows() if r["key"]["arch"] == arch]
+    store.write_csv()
+    acc: dict[tuple[float, float], list[float]] = {}
+    for r in rows:
+        acc.setdefault((r["key"]["train_ber"], r["key"]["test_ber"]), []).append(r["acc"])
+    mean = {k: float(np.mean(v)) for k, v in acc.items()}
+    std = {k: float(np.std(v)) for k, v in acc.items()}
+    tol_rows = _tolerance_rows(rows, mean, num_classes, train_bers, test_bers)
+    write_csv(out / "tolerance.csv", tol_rows)
     text = ("accuracy (%) of each trained network (rows) at each test bit error rate (columns); bold: test BER = train BER\n\n"
-            + table + "\n\n" + "\n".join(tl))
+            + _accuracy_table(mean, train_bers, test_bers) + "\n\n" + _tolerance_table(tol_rows))
     (out / "table.md").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps({"tolerance": tol_rows, "info": info or {}}, indent=2, default=str))
     _plot(mean, std, train_bers, test_bers, out / f"bnn_accuracy_{arch}.png", arch)
@@ -226,11 +242,7 @@ def report(store: ResultStore, num_classes: int, out: Path, arch: str, train_ber
 
 
 def _plot(mean, std, train_bers, test_bers, path: Path, arch: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     pos = [b for b in test_bers if b > 0]
     for i, tb in enumerate(train_bers):
@@ -251,6 +263,4 @@ def _plot(mean, std, train_bers, test_bers, path: Path, arch: str) -> None:
     ax.set_title(f"BNN ({arch}) vs weight BER  (dotted: BER 0; star: test = train BER)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

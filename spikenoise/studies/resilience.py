@@ -1,13 +1,13 @@
 """Study of seed paper 004: synapse + input noise in MLP vs CNN vs weight re-use RNN, and energy.
 
-``spikenoise resilience --preset quick --out /tmp/evidence/resilience``
+``spikenoise resilience --preset quick`` (output in ``runs/resilience``)
 
 Protocol (seed 004 sections II-III):
 
 * Train the MLP, the CNN (C3/3-C3/3-MP2-C3/6-C3/6-D100-D10) and the re-use RNN (``t`` steps)
   of :mod:`spikenoise.models.resilience`, with and without noise regularization (``jitter``:
   Gaussian noise on every hidden neuron's pre-activation during training), ``--seeds`` times.
-* Map each layer so its largest weight is the top of the range (:func:`~spikenoise.tiles.fill_range`)
+* Map each layer so its largest weight is the top of the range (:func:`~spikenoise.synapse.fill_range`)
   and evaluate under per-synapse variation ``sigma_syn`` (static, relative to that range; one
   programmed chip per run, ``--runs`` runs with different seeds, as the seed's "different seeds
   in every run") and input noise ``sigma_te`` (fresh Gaussian per element and call), applied to
@@ -29,13 +29,16 @@ import copy
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .analog import DEFAULT_FSDD, load_study_data, tensor_loaders
+from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
+from .scaffold import (add_common_options, add_data_options, finish_panels, fsdd_root, open_store, progress_bar,
+                       pyplot, resolve_preset, set_threads, write_csv)
 
 __all__ = ["add_arguments", "main", "PRESETS"]
 
@@ -53,10 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``spikenoise resilience`` (unset options take the preset's value)."""
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="defaults of the run (default quick)")
-    p.add_argument("--out", default="runs/resilience", help="output folder (resumable)")
-    p.add_argument("--data", choices=["digits", "fsdd", "embedded", "synthetic"], help="data set")
-    p.add_argument("--root", default=None, help=f"FSDD folder (default {DEFAULT_FSDD})")
+    add_common_options(p, "resilience", PRESETS, "quick")
+    add_data_options(p, TENSOR_SETS)
     p.add_argument("--models", nargs="+", choices=["mlp", "cnn", "rnn"])
     p.add_argument("--steps", type=int, help="t of the RNN in the model comparison")
     p.add_argument("--step-sweep", type=int, nargs="*", help="t values of the RNN sweep (empty: none)")
@@ -71,40 +72,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jitters", type=float, nargs="+", help="training jitter std (0: unregularized)")
     p.add_argument("--noise-at", nargs="+", choices=["data", "layers"], help="where sigma_te is applied")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--fresh", action="store_true", help="do not resume: move old results aside")
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = dict(PRESETS[args.preset])
-    for k in list(cfg) + ["seed", "root"]:
-        v = getattr(args, k, None)
-        if v is not None:
-            cfg[k] = v
-    cfg["preset"] = args.preset
+    cfg = resolve_preset(PRESETS, args, ["seed", "root"])
+    if cfg["data"] == "fsdd":
+        cfg["root"] = fsdd_root(cfg.get("root"))
     return cfg
 
 
 def _build(name: str, steps: int, jitter: float, cfg: dict[str, Any], input_size: int, image: tuple[int, ...],
            n_classes: int) -> nn.Module:
-    from spikenoise.models.resilience import MLP, ResilienceCNN, ReuseRNN
+    from spikenoise.models import build_model
 
     if name == "mlp":
-        return MLP(input_size, (cfg["hidden"],), n_classes, jitter=jitter)
+        return build_model("resilience_mlp", input_size, (cfg["hidden"],), n_classes, jitter=jitter)
     if name == "cnn":
         if len(image) != 2:
             raise ValueError(f"the CNN needs 2-D inputs, got shape {image}")
-        return ResilienceCNN(tuple(image), n_classes=n_classes, jitter=jitter)  # type: ignore[arg-type]
-    return ReuseRNN(input_size, steps=steps, core_size=cfg["core_size"], n_classes=n_classes, jitter=jitter)
+        return build_model("resilience_cnn", tuple(image), n_classes=n_classes, jitter=jitter)
+    return build_model("resilience_rnn", input_size, steps=steps, core_size=cfg["core_size"], n_classes=n_classes,
+                       jitter=jitter)
 
 
 def _evaluate(model: nn.Module, loader, sigma_syn: float, sigma_te: float, at: str, runs: int, seed: int) -> list[float]:
     """Accuracy of ``runs`` programmed chips with variation ``sigma_syn`` and input noise ``sigma_te``."""
     from spikenoise.noise.analog import GaussianVariation
-    from spikenoise.synapse import configure
-    from spikenoise.tiles import InputNoise, programming_accuracies, set_analog
+    from spikenoise.evaluate import programming_accuracies
+    from spikenoise.synapse import InputNoise, configure, set_analog
     from spikenoise.train import derive_seed, seed_everything
 
     m = copy.deepcopy(model)
@@ -117,70 +112,60 @@ def _evaluate(model: nn.Module, loader, sigma_syn: float, sigma_te: float, at: s
     return accs * runs if n == 1 else accs
 
 
-def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+def _plot_noise(summary: list[dict[str, Any]], cfg: dict[str, Any], at: str, path: Path) -> Path | None:
+    """Accuracy vs sigma_syn, one panel per sigma_te (noise applied ``at`` data or layers)."""
+    rows = [r for r in summary if r["noise_at"] == at]
+    if not rows:
+        return None
+    plt = pyplot()
     styles = {"mlp": "tab:blue", "cnn": "tab:orange", "rnn": "tab:green"}
-    for at in cfg["noise_at"]:
-        rows = [r for r in summary if r["noise_at"] == at]
-        if not rows:
-            continue
-        tes = sorted({r["sigma_te"] for r in rows})
-        fig, axes = plt.subplots(1, len(tes), figsize=(4.4 * len(tes), 3.8), squeeze=False, sharey=True)
-        for ax, te in zip(axes[0], tes):
-            for name in cfg["models"]:
-                for j in cfg["jitters"]:
-                    pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in rows
-                                 if r["model"] == name and r["jitter"] == j and r["sigma_te"] == te)
-                    if not pts:
-                        continue
-                    x = [p[0] for p in pts]
-                    y = np.array([100 * p[1] for p in pts])
-                    e = np.array([100 * p[2] for p in pts])
-                    ls = "-" if j == 0 else "--"
-                    lab = f"{name}{'' if j == 0 else f' jitter {j:g}'}"
-                    ax.plot(x, y, ls, marker="o", ms=3, color=styles[name], label=lab)
-                    ax.fill_between(x, np.clip(y - e, 0, 100), np.clip(y + e, 0, 100), color=styles[name], alpha=0.12)
-            ax.set_title(f"sigma_te = {te:g} ({at})")
-            ax.set_xlabel("sigma_syn (relative to max |w|)")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("test accuracy (%), mean over seeds, 95% CI")
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"seed 004 on {cfg['data']}: synapse + input noise")
-        fig.tight_layout()
-        p = out / f"resilience_{at}.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+    tes = sorted({r["sigma_te"] for r in rows})
+    fig, axes = plt.subplots(1, len(tes), figsize=(4.4 * len(tes), 3.8), squeeze=False, sharey=True)
+    for ax, te in zip(axes[0], tes):
+        for name in cfg["models"]:
+            for j in cfg["jitters"]:
+                pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in rows
+                             if r["model"] == name and r["jitter"] == j and r["sigma_te"] == te)
+                if pts:
+                    _band(ax, pts, styles[name], "-" if j == 0 else "--", f"{name}{'' if j == 0 else f' jitter {j:g}'}")
+        ax.set_title(f"sigma_te = {te:g} ({at})")
+        ax.set_xlabel("sigma_syn (relative to max |w|)")
+        ax.grid(alpha=0.3)
+    return finish_panels(fig, axes, "test accuracy (%), mean over seeds, 95% CI", path, legend_fontsize=7,
+                         title=f"seed 004 on {cfg['data']}: synapse + input noise")
+
+
+def _band(ax, pts, color, ls: str, label: str) -> None:
+    """Mean line (%) with its 95 % CI band from ``(x, mean, ci)`` points."""
+    x = [p[0] for p in pts]
+    y = np.array([100 * p[1] for p in pts])
+    e = np.array([100 * p[2] for p in pts])
+    ax.plot(x, y, ls, marker="o", ms=3, color=color, label=label)
+    ax.fill_between(x, np.clip(y - e, 0, 100), np.clip(y + e, 0, 100), color=color, alpha=0.12)
+
+
+def _plot_steps(sweep: list[dict[str, Any]], path: Path) -> Path:
+    """The RNN time-step sweep: accuracy vs sigma_syn per ``t``, one panel per jitter."""
+    plt = pyplot()
+    js = sorted({r["jitter"] for r in sweep})
+    fig, axes = plt.subplots(1, len(js), figsize=(4.8 * len(js), 3.8), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("viridis")
+    steps = sorted({r["steps"] for r in sweep})
+    for ax, j in zip(axes[0], js):
+        for i, t in enumerate(steps):
+            pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in sweep if r["jitter"] == j and r["steps"] == t)
+            _band(ax, pts, cmap(i / max(1, len(steps) - 1)), "-", f"t = {t}")
+        ax.set_title(f"RNN time-step sweep, jitter {j:g}")
+        ax.set_xlabel("sigma_syn")
+        ax.grid(alpha=0.3)
+    return finish_panels(fig, axes, "test accuracy (%)", path, legend_fontsize=7)
+
+
+def _plots(summary: list[dict[str, Any]], sweep: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> list[Path]:
+    paths = [_plot_noise(summary, cfg, at, out / f"resilience_{at}.png") for at in cfg["noise_at"]]
     if sweep:
-        js = sorted({r["jitter"] for r in sweep})
-        fig, axes = plt.subplots(1, len(js), figsize=(4.8 * len(js), 3.8), squeeze=False, sharey=True)
-        cmap = plt.get_cmap("viridis")
-        steps = sorted({r["steps"] for r in sweep})
-        for ax, j in zip(axes[0], js):
-            for i, t in enumerate(steps):
-                pts = sorted((r["sigma_syn"], r["mean"], r["ci"]) for r in sweep if r["jitter"] == j and r["steps"] == t)
-                x = [p[0] for p in pts]
-                y = np.array([100 * p[1] for p in pts])
-                e = np.array([100 * p[2] for p in pts])
-                c = cmap(i / max(1, len(steps) - 1))
-                ax.plot(x, y, "o-", ms=3, color=c, label=f"t = {t}")
-                ax.fill_between(x, np.clip(y - e, 0, 100), np.clip(y + e, 0, 100), color=c, alpha=0.12)
-            ax.set_title(f"RNN time-step sweep, jitter {j:g}")
-            ax.set_xlabel("sigma_syn")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("test accuracy (%)")
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        p = out / "steps.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
-    return paths
+        paths.append(_plot_steps(sweep, out / "steps.png"))
+    return [p for p in paths if p is not None]
 
 
 def _aggregate(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -197,80 +182,71 @@ def _aggregate(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> list[dict
     return out
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the study; returns 0 on success."""
-    from tqdm.auto import tqdm
-
-    from spikenoise.energy import RERAM, SONOS, estimate_energy, seed004_check
-    from spikenoise.results import ResultStore
-    from spikenoise.tiles import fill_range
-    from spikenoise.train import derive_seed, fit
-
-    cfg = _resolve(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    progress = not args.no_progress
-    out = Path(args.out)
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out, cfg, resume=not args.fresh)
-    t0 = time.time()
-
-    train, test, n_classes = load_study_data(cfg["data"], cfg["seed"], cfg.get("root"), progress=progress)
-    image = tuple(train[0].shape[1:])
-    input_size = int(np.prod(image))
-    tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], cfg["seed"])
-
-    # (model, steps) combinations: the comparison and the RNN time-step sweep
-    archs = [(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]]
+def _jobs(cfg: dict[str, Any], input_size: int) -> tuple[list[tuple], list[int]]:
+    """Trainings ``(model, steps, jitter, seed, conditions)`` of the comparison and the RNN time-step
+    sweep, and the sweep's ``t`` values (those that divide the input and leave hidden units)."""
+    main_archs = [(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]]
     sweep_steps = [t for t in (cfg["step_sweep"] or []) if input_size % t == 0 and cfg["core_size"] - input_size // t > 0]
-    archs += [("rnn", t) for t in sweep_steps if ("rnn", t) not in archs]
-
+    archs = main_archs + [("rnn", t) for t in sweep_steps if ("rnn", t) not in main_archs]
     jobs = []
     for name, steps in archs:
-        in_main = (name, steps) in [(m, cfg["steps"] if m == "rnn" else 0) for m in cfg["models"]]
         for j in cfg["jitters"]:
             for s in range(cfg["seeds"]):
                 conds = []
-                if in_main:
+                if (name, steps) in main_archs:
                     conds += [(at, a, b) for at in cfg["noise_at"] for a in cfg["syn_sigmas"] for b in cfg["te_sigmas"]]
                 if name == "rnn" and steps in sweep_steps:
                     conds += [("data", a, 0.0) for a in cfg["sweep_syn_sigmas"]]
-                conds = list(dict.fromkeys(conds))
-                jobs.append((name, steps, j, s, conds))
+                jobs.append((name, steps, j, s, list(dict.fromkeys(conds))))
+    return jobs, sweep_steps
 
-    energy_rows = []
-    bar = tqdm(jobs, desc="trainings", disable=not progress, dynamic_ncols=True)
-    for name, steps, j, s, conds in bar:
-        bar.set_postfix(model=name, t=steps, jitter=j, seed=s)
-        keys = [{"model": name, "steps": steps, "jitter": j, "seed": s, "noise_at": at, "sigma_syn": a, "sigma_te": b}
-                for at, a, b in conds]
-        model = _build(name, steps, j, cfg, input_size, image, n_classes)
-        ckpt = out / "models" / f"{name}_t{steps}_jitter{j:g}_seed{s}.pt"
-        if s == 0 and j == cfg["jitters"][0]:
-            for dev, c in (("reram", RERAM), ("sonos", SONOS)):
-                rep = estimate_energy(model, train[0][:1], c)
-                energy_rows.append({"model": name, "steps": steps, "device": dev,
-                                    "parameters": sum(p.numel() for n_, p in model.named_parameters()
-                                                      if n_.endswith(("weight", "bias"))),
-                                    "macs": rep.macs, "activations": rep.activations, "vmm_J": rep.vmm_J,
-                                    "activation_J": rep.activation_J, "total_J": rep.total_J})
-        if all(store.done(k) for k in keys):
+
+def _energy_rows(model: nn.Module, name: str, steps: int, x) -> list[dict[str, Any]]:
+    """Energy per inference of an architecture on ReRAM and SONOS (seed 004 Table III costs)."""
+    from spikenoise.energy import RERAM, SONOS, estimate_energy
+
+    rows = []
+    for dev, c in (("reram", RERAM), ("sonos", SONOS)):
+        rep = estimate_energy(model, x, c)
+        rows.append({"model": name, "steps": steps, "device": dev,
+                     "parameters": sum(p.numel() for n_, p in model.named_parameters() if n_.endswith(("weight", "bias"))),
+                     "macs": rep.macs, "activations": rep.activations, "vmm_J": rep.vmm_J,
+                     "activation_J": rep.activation_J, "total_J": rep.total_J})
+    return rows
+
+
+def _run_job(run: SimpleNamespace, job: tuple) -> None:
+    """Train one network (checkpointed) and evaluate its conditions not yet stored."""
+    from spikenoise.synapse import fill_range
+    from spikenoise.train import derive_seed, fit
+
+    name, steps, j, s, conds = job
+    cfg = run.cfg
+    keys = [{"model": name, "steps": steps, "jitter": j, "seed": s, "noise_at": at, "sigma_syn": a, "sigma_te": b}
+            for at, a, b in conds]
+    tseed = derive_seed(cfg["seed"], name, steps, int(1000 * j), s)
+    torch.manual_seed(derive_seed(tseed, "init"))  # a reproducible initialization, whatever ran before
+    model = _build(name, steps, j, cfg, run.input_size, run.image, run.n_classes)
+    if s == 0 and j == cfg["jitters"][0]:
+        run.energy += _energy_rows(model, name, steps, run.train[0][:1])
+    if all(run.store.done(k) for k in keys):
+        return
+    hist = fit(model, run.tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed % 2 ** 31,
+               checkpoint=run.out / "models" / f"{name}_t{steps}_jitter{j:g}_seed{s}.pt", progress=False,
+               desc=f"{name} t={steps} jitter={j:g} seed={s}")
+    fill_range(model)
+    model.eval()
+    for key, (at, a, b) in zip(keys, conds):
+        if run.store.done(key):
             continue
-        tseed = derive_seed(cfg["seed"], name, steps, int(1000 * j), s)
-        hist = fit(model, tr_loader, None, epochs=cfg["epochs"], lr=1e-3, weight_lr=1e-2, seed=tseed % 2 ** 31,
-                   checkpoint=ckpt, progress=False, desc=f"{name} t={steps} jitter={j:g} seed={s}")
-        fill_range(model)
-        model.eval()
-        for key, (at, a, b) in zip(keys, conds):
-            if store.done(key):
-                continue
-            t1 = time.time()
-            accs = _evaluate(model, te_loader, a, b, at, cfg["runs"], derive_seed(tseed, at, int(1e4 * a), int(1e4 * b)))
-            store.add(key, {"accuracies": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+        t1 = time.time()
+        accs = _evaluate(model, run.te_loader, a, b, at, cfg["runs"], derive_seed(tseed, at, int(1e4 * a), int(1e4 * b)))
+        run.store.add(key, {"accuracies": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
                             "train_acc": hist[-1]["train_acc"] if hist else None, "seconds": time.time() - t1})
 
-    rows = store.rows()
-    store.write_csv()
+
+def _aggregates(rows, cfg: dict[str, Any], sweep_steps: list[int], n_classes: int):
+    """Summary of the comparison, the time-step sweep, and the trainings left out (did not learn)."""
     # a training that did not learn (train accuracy < 1.2 / n_classes: chance, e.g. all bounded ReLUs dead) says
     # nothing about noise resilience: it is left out of the aggregates and listed in the summary
     failed = sorted({(r["key"]["model"], r["key"]["steps"], r["key"]["jitter"], r["key"]["seed"], r["train_acc"])
@@ -283,26 +259,41 @@ def main(args: argparse.Namespace) -> int:
     sweep = _aggregate([r for r in rows if r["key"]["model"] == "rnn" and r["key"]["steps"] in sweep_steps
                         and r["key"]["noise_at"] == "data" and r["key"]["sigma_te"] == 0.0],
                        ("steps", "jitter", "sigma_syn"))
+    return summary, sweep, failed
 
-    def write_csv(path: Path, rs: list[dict[str, Any]]) -> None:
-        if not rs:
-            return
-        cols = list(rs[0])
-        with open(path, "w") as fh:
-            fh.write(",".join(cols) + "\n")
-            for r in rs:
-                fh.write(",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n")
 
-    write_csv(out / "summary.csv", summary)
-    write_csv(out / "steps.csv", sweep)
-    write_csv(out / "energy.csv", energy_rows)
+def main(args: argparse.Namespace) -> int:
+    """Run the study; returns 0 on success."""
+    from spikenoise.energy import seed004_check
+
+    cfg = _resolve(args)
+    set_threads(args.threads)
+    out = Path(args.out)
+    store = open_store(out, cfg, args.fresh)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train, test, n_classes = load_tensors(cfg["data"], cfg["seed"], cfg.get("root"), progress=args.progress)
+    image = tuple(train[0].shape[1:])
+    tr_loader, te_loader = tensor_loaders(train, test, cfg["batch_size"], cfg["seed"])
+    run = SimpleNamespace(cfg=cfg, out=out, store=store, train=train, image=image, input_size=int(np.prod(image)),
+                          n_classes=n_classes, tr_loader=tr_loader, te_loader=te_loader, energy=[])
+    jobs, sweep_steps = _jobs(cfg, run.input_size)
+    bar = progress_bar(jobs, desc="trainings", enabled=args.progress)
+    for job in bar:
+        bar.set_postfix(model=job[0], t=job[1], jitter=job[2], seed=job[3])
+        _run_job(run, job)
+    rows = store.rows()
+    store.write_csv()
+    summary, sweep, failed = _aggregates(rows, cfg, sweep_steps, n_classes)
     check = seed004_check()
-    write_csv(out / "energy_seed004.csv", check)
+    for name, rs in (("summary.csv", summary), ("steps.csv", sweep), ("energy.csv", run.energy),
+                     ("energy_seed004.csv", check)):
+        write_csv(out / name, rs, float_format=".6g")
     (out / "summary.json").write_text(json.dumps({"config": cfg, "summary": summary, "steps": sweep,
-                                                  "energy": energy_rows, "energy_seed004": check,
+                                                  "energy": run.energy, "energy_seed004": check,
                                                   "failed_trainings": failed,
                                                   "seconds": time.time() - t0}, indent=2))
-    text = _summary_md(summary, sweep, energy_rows, check, cfg, len(train[1]), len(test[1]), failed)
+    text = _summary_md(summary, sweep, run.energy, check, cfg, len(train[1]), len(test[1]), failed)
     (out / "summary.md").write_text(text)
     pngs = _plots(summary, sweep, cfg, out)
     print(text)

@@ -1,26 +1,100 @@
-"""Bit flips on activations written to memory (seed paper 001 stores all activations in RRAM).
+"""Faults outside the synaptic weights: bit flips of biases and activations, and re-storing weights.
 
-:class:`FlipActivations` is a small module placed after a layer: its input is written to memory
-in a :class:`~spikenoise.noise.bitflip.BitFlip` format and read back with flips. Every write is a
-new write, so flips are fresh at every forward (there is no static/dynamic distinction for
-activations). ``int8`` activations are post-training quantized with a per-module symmetric scale
-found by :func:`calibrate_activations` (max |activation| / 127 over calibration batches); they
-are quantized even when the flip probability is 0, so ``p = 0`` is the int8 baseline.
+* :class:`BiasFlips`: bit flips of the biases of every noisy synapse (a forward hook per layer).
+* :func:`requantize`: store the current effective weights of a model in another format.
+* :class:`FlipActivations` and helpers: bit flips on activations written to memory (seed 001
+  stores all activations in RRAM).
 
+Activations. :class:`FlipActivations` is a small module placed after a layer: its input is written
+to memory in a :class:`~spikenoise.noise.bitflip.BitFlip` format and read back with flips. Every
+write is a new write, so flips are fresh at every forward (there is no static/dynamic distinction
+for activations). ``int8`` activations are post-training quantized with a per-module symmetric
+scale found by :func:`calibrate_activations` (max |activation| / 127 over calibration batches);
+they are quantized even when the flip probability is 0, so ``p = 0`` is the int8 baseline.
 Gradients pass straight through (identity), so the module can stay in a model during training.
 Non-finite values from exponent flips are kept (see :mod:`spikenoise.noise.bitflip`).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
 
-from .noise.bitflip import INT8_MAX, BitFlip
+from ..noise.base import ErrorModel
+from ..noise.bitflip import INT8_MAX, BitFlip
+from .base import synapses
 
-__all__ = ["FlipActivations", "insert_activation_flips", "set_activation_flips", "calibrate_activations",
-           "activation_flips"]
+__all__ = ["BiasFlips", "requantize", "FlipActivations", "insert_activation_flips", "set_activation_flips",
+           "calibrate_activations", "activation_flips"]
+
+
+class BiasFlips:
+    """Bit flips of the biases of every noisy synapse of ``model``, one draw per batch row per forward.
+
+    The synapse engine adds biases error-free; this attaches a forward hook to each
+    :class:`~spikenoise.synapse.NoisySynapse` that replaces ``bias`` by a read of it, drawn per batch row
+    at every call (a call of the layer is one inference of a CNN: biases are read once per
+    inference). For ``int8`` each bias vector is quantized symmetrically on its own scale
+    (max|b| / 127). Use as a context manager or call :meth:`remove`.
+
+    Shapes: a Linear output ``(B, *, out)`` gets a ``(B, out)`` bias read broadcast over the middle
+    dims; a Conv2d output ``(B, out, H, W)`` gets ``(B, out, 1, 1)``.
+    """
+
+    def __init__(self, model: nn.Module, error_model: BitFlip):
+        if not isinstance(error_model, BitFlip):
+            raise ValueError(f"error_model must be a BitFlip, got {error_model!r}")
+        self.error_model = error_model
+        self._handles = []
+        for s in synapses(model):
+            if s.bias is not None:
+                self._handles.append(s.register_forward_hook(self._hook))  # type: ignore[attr-defined]
+
+    def _hook(self, module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
+        em = self.error_model
+        if em.noiseless:
+            return out
+        b = module.bias.detach()  # type: ignore[union-attr]
+        s = em.fit_scale(b)
+        stored = em.quantize(b / s)
+        B = out.shape[0] if out.dim() > 1 else 1
+        delta = em.read(stored, B) * s - b  # (B, out); error of each row's read
+        if isinstance(module, nn.Conv2d):
+            delta = delta.view(B, -1, 1, 1)
+        elif out.dim() > 2:
+            delta = delta.view(B, *([1] * (out.dim() - 2)), -1)
+        elif out.dim() == 1:
+            delta = delta[0]
+        return out + delta.to(out.dtype)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> "BiasFlips":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+@torch.no_grad()
+def requantize(model: nn.Module, error_model: ErrorModel, *, errors: str = "static", reads: str = "once") -> nn.Module:
+    """Store the *current* effective weights of every synapse of ``model`` with ``error_model``.
+
+    The effective weight ``scale * quantize(hidden)`` of each layer is mapped onto the new storage
+    as :func:`spikenoise.convert` does (``s = error_model.fit_scale(w)``, hidden ``w / s``, scale ``s``),
+    so one trained float model can be re-stored as float16, int8, ... Works in place; returns ``model``.
+    """
+    for syn in synapses(model):
+        w_eff = syn.error_model.quantize(syn.weight.detach()) * syn.scale.detach()
+        s = error_model.fit_scale(w_eff)
+        syn.weight.copy_(w_eff / s)
+        syn.scale.fill_(s)
+        syn.set_errors(errors=errors, reads=reads, error_model=error_model)
+    return model
 
 
 class FlipActivations(nn.Module):
@@ -57,7 +131,7 @@ class FlipActivations(nn.Module):
             s = float(self.scale)
             if not s == s or s <= 0:
                 raise ValueError("FlipActivations(int8) has no quantization scale; run "
-                                 "spikenoise.activations.calibrate_activations(model, batches) first")
+                                 "spikenoise.synapse.calibrate_activations(model, batches) first")
             stored = (x.detach() / s).round().clamp(-INT8_MAX, INT8_MAX)
             read = stored if em.noiseless else em.read(stored, 1)[0]
             read = read * s

@@ -1,0 +1,65 @@
+"""The common base of the keyword-spotting models (input check, one inference per call, spike recording)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from spikenoise.synapse import new_inference
+
+__all__ = ["KWSModel", "image_batch"]
+
+
+def image_batch(x: torch.Tensor, in_channels: int, input_size: tuple[int, int], model: str) -> torch.Tensor:
+    """``x`` as ``(B, C, H, W)``: a ``(B, H, W)`` batch gets its channel axis when ``in_channels == 1``.
+
+    Raises a ``ValueError`` naming ``model`` and the expected shape for anything else.
+    """
+    if x.dim() == 3 and in_channels == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or x.shape[1] != in_channels or tuple(x.shape[2:]) != tuple(input_size):
+        raise ValueError(f"{model} expects input (B, {in_channels}, {input_size[0]}, {input_size[1]}), "
+                         f"got shape {tuple(x.shape)}")
+    return x
+
+
+class KWSModel(nn.Module):
+    """Base of the keyword-spotting models: input ``(B, time, freq)`` -> logits ``(B, n_classes)``.
+
+    Every ``forward`` is one inference: it starts with ``spikenoise.new_inference(self)``, so
+    static errors are drawn once per input sample (batch row) and held for every timestep of
+    that forward. After a forward, ``spike_counts`` maps each spiking layer to its spike counts
+    summed over time, shape ``(B, *neurons)`` (empty for the non-spiking models), and
+    ``timesteps`` is the number of timesteps simulated.
+    """
+
+    #: True for the SNNs
+    spiking: bool = False
+
+    def __init__(self, n_classes: int, input_shape: tuple[int, int]):
+        super().__init__()
+        if int(n_classes) < 1:
+            raise ValueError(f"n_classes must be >= 1, got {n_classes!r}")
+        if len(input_shape) != 2 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (time, freq), got {input_shape!r}")
+        self.n_classes = int(n_classes)
+        self.input_shape = (int(input_shape[0]), int(input_shape[1]))
+        self.spike_counts: dict[str, torch.Tensor] = {}
+        self.timesteps = 0
+
+    def start_inference(self, x: torch.Tensor, fixed_time: bool) -> None:
+        """Check ``x`` is ``(B, time, freq)`` (``time`` fixed if ``fixed_time``), start one inference."""
+        T, F = self.input_shape
+        ok = x.dim() == 3 and x.shape[2] == F and (not fixed_time or x.shape[1] == T)
+        if not ok:
+            want = f"(B, {T}, {F})" if fixed_time else f"(B, time, {F})"
+            raise ValueError(f"{type(self).__name__} expects input {want} = (batch, time, frequency), "
+                             f"got shape {tuple(x.shape)}")
+        new_inference(self)
+        self.spike_counts = {}
+        self.timesteps = 0
+
+    def record_spikes(self, name: str, s: torch.Tensor) -> None:
+        """Add spikes ``s`` of layer ``name`` to ``spike_counts[name]``."""
+        s = s.detach()
+        prev = self.spike_counts.get(name)
+        self.spike_counts[name] = s.clone() if prev is None else prev + s

@@ -1,0 +1,87 @@
+"""``spikenoise compare``: seed paper 000 end to end -- train, sweep, table, figures.
+
+:mod:`.options` (presets, flags), :mod:`.protocol` (data, training, sweep, rows), :mod:`.figures`
+(tables and plots).
+
+Trains (or loads from the checkpoints in ``--out``) the KWS models, error-agnostic and then
+error-aware (fine-tuned from the agnostic network with static errors), evaluates them under static
+and dynamic NVM errors at noise levels 0-3 (M trainings x N noisy test repetitions), and writes
+
+``results.jsonl`` / ``results.csv``
+    one row per (model, training, training level, seed, error type, noise level), written as soon
+    as it is computed; ``config.json`` holds the configuration and the environment.
+``summary.csv``, ``table.txt``
+    mean and 95% CI over the trainings (the printed table).
+``accuracy.png``
+    Fig. 2A: accuracy vs noise level, static / dynamic x agnostic / aware.
+``scales.png``, ``weight_levels.png``, ``level_snr.png``, ``analysis.json``
+    Fig. 3B-D: learned scale per layer, weights per NVM level, per-level SNR and error magnitude.
+``models.csv``
+    Fig. 2B: parameters, operations and NVM weight reads per inference.
+``checkpoints/``, ``train_log.jsonl``, ``run.json``
+    training state (resumable), per-epoch log, the resolved options.
+
+Re-running the same command resumes: finished trainings are loaded, finished conditions skipped.
+``--fresh`` starts over (deletes what an earlier run wrote there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..scaffold import fmt_seconds, open_store, set_threads
+from .options import PRESETS, VISIBLE_PRESETS, WIDTHS, add_arguments, resolve
+
+__all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "add_arguments", "main", "resolve"]
+
+
+def _header(cfg, out: Path) -> str:
+    return (f"spikenoise compare: preset {cfg['preset']}, models {','.join(cfg['models'])} ({cfg['width']} width), "
+            f"levels {cfg['levels']}, M={cfg['trainings']} x N={cfg['repeats']}, {cfg['epochs']} epochs + "
+            f"{cfg['finetune_epochs']} aware (aware: {cfg['aware']}), out {out}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the study (raises :class:`~spikenoise.studies.scaffold.StudyError` on bad input)."""
+    from spikenoise.evaluate import cache_batches
+
+    from . import figures, protocol
+
+    args.progress = getattr(args, "progress", True)
+    cfg = resolve(args)
+    cfg["progress"] = args.progress
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    set_threads(cfg["threads"])
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        protocol.remove_outputs(out)
+    print(_header(cfg, out))
+    t0 = time.perf_counter()
+    data = protocol.load_data(cfg)
+    t_data = time.perf_counter() - t0
+    print(f"data: {data.summary()} ({fmt_seconds(t_data)})")
+    (out / "run.json").write_text(json.dumps({**cfg, "data_info": data.info}, indent=2, default=str))
+    store = open_store(out, protocol.store_config(cfg, data))
+    trainer = protocol.Trainer(cfg, out, data, torch.device(cfg["device"]))
+    # evaluation in larger batches (per-call overhead of the recurrent models); results do not depend on it
+    test_batches = cache_batches(protocol.loaders(data, max(cfg["batch_size"], 128), 0)[2])
+    t0 = time.perf_counter()
+    rows = protocol.run_sweep(trainer, store, test_batches, cfg)
+    t_sweep = time.perf_counter() - t0 - trainer.seconds
+
+    summary = protocol.summarize_run(rows, cfg)
+    print("\n" + figures.write_tables(summary, store, out, cfg))
+    missing = figures.write_weight_analysis(trainer, cfg, protocol.aware_levels(cfg), out)
+    if missing:
+        print(f"note: {missing} checkpoint(s) missing in {trainer.ckdir}; Fig. 3 plots use the others")
+    for line in figures.write_model_costs(trainer, cfg, test_batches[0][0][:32], out):
+        print(line)
+    print(f"\nwall time {fmt_seconds(time.perf_counter() - t_start)} (data {fmt_seconds(t_data)}, training "
+          f"{fmt_seconds(trainer.seconds)}, noisy evaluation {fmt_seconds(t_sweep)}), CPU time "
+          f"{fmt_seconds(time.process_time() - cpu_start)} on {torch.get_num_threads()} thread(s); results in {out}/")
+    return 0
