@@ -163,7 +163,7 @@ def test_base_defaults_and_registry():
     t = _Ternary(0.2)
     assert t.fit_scale(torch.tensor([5.0, -7.0])) == 1.0
     assert t.ste_range() is None and not t.noiseless
-    with pytest.raises(NotImplementedError, match="use sampler='exact'"):
+    with pytest.raises(NotImplementedError, match="_Ternary has no read moments; use sampler='exact'"):
         t.read_moments(torch.zeros(2))
     again = sn.error_model_from_config(t.config())  # registered by its kind
     assert isinstance(again, _Ternary) and again == t and again != _Ternary(0.3)
@@ -221,3 +221,49 @@ def test_write_csv_flattens_keys_first_and_json_encodes_lists(tmp_path):
     assert _json.loads(rows[0]["accs"]) == [0.4, 0.6] and rows[0]["extra"] == ""
     assert _json.loads(rows[1]["extra"]) == {"k": 1} and rows[1]["accs"] == ""
     assert store.write_csv("other.csv") == tmp_path / "other.csv"
+
+
+# ------------------------------------------------------------------------------------------
+# the synapse samplers
+
+def _moments(nvm, values):
+    P, v = nvm.confusion.numpy(), nvm.values.numpy()
+    idx = np.rint(np.asarray(values, dtype=np.float64) - v[0]).astype(int)
+    m = P @ v
+    return m[idx], (P @ (v * v) - m ** 2)[idx]
+
+
+@pytest.mark.parametrize("sampler", ["brute", "gaussian"])
+@pytest.mark.parametrize("x", [[0.5, -1.5, 0.25, 2.0], [1.0, 0.0, 1.0, 1.0]], ids=["graded", "binary"])
+def test_linear_per_spike_graded_and_binary_inputs_have_closed_form_moments(sampler, x):
+    """A graded input x is one read weighted by x (variance x^2 v); a 0/1 spike is one read."""
+    nvm = MultiLevelNVM.noise_level(3)
+    layer = sn.NoisyLinear(4, 1, bias=False, error_model=nvm, errors="dynamic", reads="spike", sampler=sampler)
+    w = [3.0, -2.0, 1.0, -4.0]
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([w]))
+        layer.scale.fill_(1.0)
+    xs = np.array(x)
+    m, v = _moments(nvm, w)
+    n = 30_000
+    torch.manual_seed(9)
+    with torch.no_grad():
+        y = layer(torch.tensor(xs, dtype=torch.float32).expand(n, 4).contiguous())[:, 0].double()
+    want_var = float((xs ** 2 * v).sum())
+    assert y.mean().item() == pytest.approx(float((xs * m).sum()), abs=5 * (want_var / n) ** 0.5)
+    assert y.var().item() == pytest.approx(want_var, rel=0.06)
+
+
+@pytest.mark.parametrize("sampler", ["brute", "gaussian", "auto"])
+def test_per_spike_training_gradient_reaches_the_hidden_weights(sampler):
+    """Straight-through: dL/dW_hidden = scale * sum over the batch of x (for L = sum of outputs),
+    inside the stored range, whatever the drawn reads were."""
+    nvm = MultiLevelNVM.noise_level(2)
+    layer = sn.NoisyLinear(5, 3, bias=False, error_model=nvm, errors="dynamic", reads="spike", sampler=sampler)
+    with torch.no_grad():
+        layer.weight.copy_(torch.linspace(-3.0, 3.0, 15).view(3, 5))  # all inside (-4.5, 3.5)
+        layer.scale.fill_(0.5)
+    x = torch.tensor([[1.0, 0.0, 2.0, 1.0, 0.0], [0.0, 1.0, 1.0, 3.0, 1.0]])
+    layer(x).sum().backward()
+    want = 0.5 * x.sum(0).expand(3, 5)
+    assert torch.allclose(layer.weight.grad, want)
