@@ -267,3 +267,54 @@ def test_per_spike_training_gradient_reaches_the_hidden_weights(sampler):
     layer(x).sum().backward()
     want = 0.5 * x.sum(0).expand(3, 5)
     assert torch.allclose(layer.weight.grad, want)
+
+
+def _shift_nvm():
+    """Deterministic but not error-free: level -4 always reads as -3, every other level as itself."""
+    P = np.eye(8)
+    P[0] = 0.0
+    P[0, 1] = 1.0
+    return MultiLevelNVM.from_confusion(P)
+
+
+@pytest.mark.parametrize("sampler", ["brute", "exact", "gaussian"])
+@pytest.mark.parametrize("geo", [dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+                                 dict(kernel_size=(2, 3), stride=(1, 3), padding=(0, 2), dilation=(2, 1), groups=2)],
+                         ids=["asym", "groups"])
+def test_conv_samplers_follow_the_conv_geometry(sampler, geo):
+    """With deterministic reads every sampler must give exactly conv2d(x, W_read), on
+    non-square inputs and asymmetric kernel, stride, padding and dilation."""
+    nvm = _shift_nvm()
+    conv = sn.NoisyConv2d(2, 4, bias=False, error_model=nvm, errors="dynamic", reads="spike", sampler=sampler, **geo)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-4, 4, conv.weight.shape, generator=g).float())
+        conv.scale.fill_(1.0)
+    x = torch.randint(0, 3, (3, 2, 9, 7), generator=g).float()  # spike counts 0..2
+    w_read = conv.weight.detach().clone()
+    w_read[w_read == -4] = -3
+    want = torch.nn.functional.conv2d(x, w_read, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with torch.no_grad():
+        got = conv(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("reads, sampler", [("spike", "brute"), ("spike", "exact"), ("spike", "gaussian"),
+                                            ("step", "auto"), ("step", "gaussian"), ("once", "auto")])
+@pytest.mark.parametrize("errors", ["dynamic", "static"])
+def test_linear_samplers_with_deterministic_reads_equal_the_read_weights(reads, sampler, errors):
+    """(B, T, in) inputs with negative and multiple spikes: every path gives x @ W_read^T."""
+    nvm = _shift_nvm()
+    layer = sn.NoisyLinear(6, 5, error_model=nvm, errors=errors, reads=reads, sampler=sampler)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-4, 4, (5, 6), generator=g).float())
+        layer.scale.fill_(0.25)
+    x = torch.randint(-2, 3, (4, 3, 6), generator=g).float()
+    w_read = layer.weight.detach().clone()
+    w_read[w_read == -4] = -3
+    want = 0.25 * x @ w_read.T + layer.bias.detach()
+    with torch.no_grad():
+        got = layer(x)
+    assert torch.allclose(got, want, atol=1e-5)
