@@ -318,3 +318,21 @@ def test_linear_samplers_with_deterministic_reads_equal_the_read_weights(reads, 
     with torch.no_grad():
         got = layer(x)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["brute", "gaussian"])
+def test_conv_graded_input_with_deterministic_reads(sampler):
+    """A graded input is one read weighted by its value, also in the brute reference."""
+    nvm = _shift_nvm()
+    conv = sn.NoisyConv2d(1, 2, (2, 3), padding=(1, 0), bias=False, error_model=nvm, errors="dynamic",
+                          reads="spike", sampler=sampler)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-4, 4, conv.weight.shape, generator=g).float())
+        conv.scale.fill_(1.0)
+    x = torch.rand(2, 1, 5, 6, generator=g) * 3 - 1  # graded, some negative, some above 1
+    w_read = conv.weight.detach().clone()
+    w_read[w_read == -4] = -3
+    want = torch.nn.functional.conv2d(x, w_read, None, 1, (1, 0))
+    with torch.no_grad():
+        assert torch.allclose(conv(x), want, atol=1e-4)
