@@ -336,3 +336,45 @@ def test_conv_graded_input_with_deterministic_reads(sampler):
     want = torch.nn.functional.conv2d(x, w_read, None, 1, (1, 0))
     with torch.no_grad():
         assert torch.allclose(conv(x), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_elems", [1, 700])
+def test_brute_conv_chunks_over_the_batch_give_the_same_result(chunk_elems):
+    """Small memory chunks (one or a few batch rows at a time) must cover every row once."""
+    from spikenoise.synapse.sampling import brute_conv_reads
+
+    nvm = _shift_nvm()
+    conv = sn.NoisyConv2d(2, 3, 3, padding=1, bias=False, error_model=nvm, errors="dynamic", reads="spike")
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-4, 4, conv.weight.shape, generator=g).float())
+    x = torch.randint(0, 3, (5, 2, 4, 4), generator=g).float()
+    wq = conv.quantized_weight().detach()
+    w_read = wq.clone()
+    w_read[w_read == -4] = -3
+    with torch.no_grad():
+        got = brute_conv_reads(nvm, x, wq, conv, chunk_elems=chunk_elems)
+    assert torch.allclose(got, torch.nn.functional.conv2d(x, w_read, None, 1, 1), atol=1e-4)
+
+
+def test_empty_batch_through_the_per_spike_samplers():
+    for sampler in ("brute", "exact", "gaussian"):
+        layer = sn.NoisyLinear(4, 3, error_model=MultiLevelNVM.noise_level(2), errors="dynamic", sampler=sampler)
+        with torch.no_grad():
+            assert layer(torch.zeros(0, 4)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("sampler", ["brute", "gaussian", "auto"])
+def test_conv_per_spike_training_gradient_is_the_clean_conv_gradient(sampler):
+    nvm = MultiLevelNVM.noise_level(2)
+    conv = sn.NoisyConv2d(2, 3, (2, 3), stride=(1, 2), padding=1, bias=False, error_model=nvm, errors="dynamic",
+                          reads="spike", sampler=sampler)
+    with torch.no_grad():
+        conv.weight.copy_(torch.linspace(-3.0, 3.0, conv.weight.numel()).view_as(conv.weight))
+        conv.scale.fill_(0.5)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 3, (2, 2, 5, 6), generator=g).float()
+    conv(x).sum().backward()
+    ref_w = conv.weight.detach().clone().requires_grad_(True)
+    (0.5 * torch.nn.functional.conv2d(x, ref_w, None, (1, 2), 1)).sum().backward()
+    assert torch.allclose(conv.weight.grad, ref_w.grad, atol=1e-5)
