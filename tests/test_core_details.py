@@ -378,3 +378,29 @@ def test_conv_per_spike_training_gradient_is_the_clean_conv_gradient(sampler):
     ref_w = conv.weight.detach().clone().requires_grad_(True)
     (0.5 * torch.nn.functional.conv2d(x, ref_w, None, (1, 2), 1)).sum().backward()
     assert torch.allclose(conv.weight.grad, ref_w.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["exact", "brute", "gaussian"])
+def test_samplers_on_levels_with_a_non_unit_step(sampler):
+    """Levels 0, 0.5, ..., 3.5 (step 0.5): level 0.0 always reads as 0.5, errors in value units."""
+    P = np.eye(8)
+    P[0] = 0.0
+    P[0, 1] = 1.0
+    nvm = MultiLevelNVM.from_confusion(P, values=[0.5 * k for k in range(8)])
+    layer = sn.NoisyLinear(6, 4, bias=False, error_model=nvm, errors="dynamic", reads="spike", sampler=sampler)
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(0, 8, (4, 6), generator=g).float() * 0.5)
+        layer.scale.fill_(1.0)
+    x = torch.randint(-2, 3, (5, 6), generator=g).float()
+    w_read = layer.weight.detach().clone()
+    w_read[w_read == 0.0] = 0.5
+    with torch.no_grad():
+        assert torch.allclose(layer(x), x @ w_read.T, atol=1e-5)
+
+
+def test_exact_reads_refuse_a_non_discrete_model_naming_it():
+    from spikenoise.synapse.sampling import exact_spike_reads
+
+    with pytest.raises(ValueError, match="exact per-spike reads need a discrete error model, got .*_Graded"):
+        exact_spike_reads(_Graded(), torch.ones(1, 2), torch.ones(3, 2), torch.nn.functional.linear)
