@@ -404,3 +404,33 @@ def test_exact_reads_refuse_a_non_discrete_model_naming_it():
 
     with pytest.raises(ValueError, match="exact per-spike reads need a discrete error model, got .*_Graded"):
         exact_spike_reads(_Graded(), torch.ones(1, 2), torch.ones(3, 2), torch.nn.functional.linear)
+
+
+def test_exact_sampler_chunked_by_a_tiny_memory_budget(monkeypatch):
+    """One output channel per chunk (budget 1 byte): every channel still gets its reads, also
+    with fewer inputs than outputs, and grouped convolutions are not split inside a group."""
+    import spikenoise.synapse.sampling as sampling
+
+    monkeypatch.setattr(sampling, "MEMORY_BUDGET", 1)
+    nvm = _shift_nvm()
+    g = torch.Generator().manual_seed(7)
+    layer = sn.NoisyLinear(3, 7, bias=False, error_model=nvm, errors="dynamic", reads="spike", sampler="exact")
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-4, 4, (7, 3), generator=g).float())
+        layer.weight[:, 0] = -4.0  # every output channel holds a noisy level
+        layer.scale.fill_(1.0)
+    x = torch.randint(0, 3, (4, 3), generator=g).float()
+    w_read = layer.weight.detach().clone()
+    w_read[w_read == -4] = -3
+    with torch.no_grad():
+        assert torch.allclose(layer(x), x @ w_read.T, atol=1e-5)
+    conv = sn.NoisyConv2d(4, 6, 3, padding=1, groups=2, bias=False, error_model=nvm, errors="dynamic",
+                          reads="spike", sampler="exact")
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-4, 4, conv.weight.shape, generator=g).float())
+        conv.scale.fill_(1.0)
+    xc = torch.randint(0, 2, (2, 4, 5, 5), generator=g).float()
+    wc = conv.weight.detach().clone()
+    wc[wc == -4] = -3
+    with torch.no_grad():
+        assert torch.allclose(conv(xc), torch.nn.functional.conv2d(xc, wc, None, 1, 1, 1, 2), atol=1e-4)
