@@ -434,3 +434,37 @@ def test_exact_sampler_chunked_by_a_tiny_memory_budget(monkeypatch):
     wc[wc == -4] = -3
     with torch.no_grad():
         assert torch.allclose(conv(xc), torch.nn.functional.conv2d(xc, wc, None, 1, 1, 1, 2), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# the exact sampling tables
+
+@pytest.mark.parametrize("pmf", [np.array([0.5, np.nan]), np.array([0.5, -0.1, 0.6]), np.array([]),
+                                 np.array([[0.5, 0.5]]), np.array([0.0, 0.0]), np.array([np.inf, 1.0])],
+                         ids=["nan", "negative", "empty", "2d", "zero-sum", "inf"])
+def test_inverse_cdf_table_refuses_invalid_rows(pmf):
+    from spikenoise.noise._tables import InverseCDFTable
+
+    with pytest.raises(ValueError, match="row 1: not a valid probability vector"):
+        InverseCDFTable([np.array([1.0]), pmf], [0, 0])
+
+
+def test_inverse_cdf_table_normalises_each_row():
+    from scipy.stats import binomtest
+
+    from spikenoise.noise._tables import InverseCDFTable
+
+    tab = InverseCDFTable([np.array([2.0, 6.0])], [10])  # probabilities 1/4, 3/4 of values 10, 11
+    s = tab.sample(torch.zeros(20_000, dtype=torch.int64), torch.Generator().manual_seed(8))
+    assert set(s.unique().tolist()) <= {10, 11}
+    assert binomtest(int((s == 10).sum()), s.numel(), 0.25).pvalue > 1e-3
+
+
+def test_sum_of_reads_uses_the_given_generator():
+    sums = MultiLevelNVM.noise_level(3).sum_sampler()
+    level, n = torch.full((2000,), 3), torch.full((2000,), 5)
+    a = sums.sample(level, n, torch.Generator().manual_seed(1))
+    torch.manual_seed(99)
+    b = sums.sample(level, n, torch.Generator().manual_seed(1))
+    c = sums.sample(level, n, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
