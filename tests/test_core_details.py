@@ -298,6 +298,8 @@ def test_conv_samplers_follow_the_conv_geometry(sampler, geo):
         got = conv(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-4)
+    # in training (gradients on) the straight-through term must not change the value
+    assert torch.allclose(conv(x).detach(), want, atol=1e-4)
 
 
 @pytest.mark.parametrize("reads, sampler", [("spike", "brute"), ("spike", "exact"), ("spike", "gaussian"),
@@ -468,3 +470,10 @@ def test_sum_of_reads_uses_the_given_generator():
     b = sums.sample(level, n, torch.Generator().manual_seed(1))
     c = sums.sample(level, n, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_inverse_cdf_table_needs_one_offset_per_row():
+    from spikenoise.noise._tables import InverseCDFTable
+
+    with pytest.raises(ValueError, match="got 1 pmfs but 2 offsets"):
+        InverseCDFTable([np.array([0.5, 0.5])], [0, 1])
