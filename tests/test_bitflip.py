@@ -61,8 +61,9 @@ def test_read_flips_each_bit_with_exact_probability(dtype, p01, p10):
     em = BitFlip(p01, p10, dtype=dtype, bit_mask=mask)
     stored = _random_patterns(dtype, 2048 if p01 < 0.01 else 512, seed=width)
     g = torch.Generator().manual_seed(7)
-    reads = em.read(stored, 64 if p01 < 0.01 else 8, generator=g)
-    assert reads.shape == (reads.shape[0], *stored.shape) and reads.dtype == stored.dtype
+    n_reads = 64 if p01 < 0.01 else 8
+    reads = em.read(stored, n_reads, generator=g)
+    assert reads.shape == (n_reads, *stored.shape) and reads.dtype == stored.dtype
     before = to_bits(stored, dtype).unsqueeze(0).expand_as(reads)
     after = to_bits(reads, dtype) if dtype != "int8" else reads.round().to(torch.int8)
     tot = _check_rates(_flip_counts(before, after, width), sorted(set(mask)), p01, p10)

@@ -58,10 +58,43 @@ def test_default_sizes_output_shape(name):
     assert isinstance(model, {"cnn": CNN, "rnn": RNN, "scnn": SCNN, "srnn": SRNN, "cnn_pixel": CNNPerPixel}[name])
 
 
-def test_parameter_counts_similar():
+def _noisy_linear_params(n_in, n_out):
+    return n_in * n_out + n_out + 1  # weights, bias, learnable layer scale
+
+
+def _noisy_conv_params(c_in, c_out, kh, kw):
+    return c_out * c_in * kh * kw + c_out + 1
+
+
+def _conv_out(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+def _expected_parameter_counts(n_classes=12, time=67, freq=40):
+    """Parameter counts derived from the paper architectures (seed 000), not from the code."""
+    h, w, c_in, cnn = time, freq, 1, 0
+    for c_out in (16, 32, 64):  # kernel 6 x 4, stride 2, padding 2
+        cnn += _noisy_conv_params(c_in, c_out, 6, 4)
+        h, w, c_in = _conv_out(h, 6, 2, 2), _conv_out(w, 4, 2, 2), c_out
+    cnn += _noisy_linear_params(c_in * h * w, n_classes)
+    readout = n_classes  # leaky readout: one beta per class
+    scnn = cnn + (16 + 32 + 64) + readout  # one LIF beta per channel
+    # light GRU: [W_a; W_z] (n_in -> 2H) and [U_a; U_z] (H -> 2H) per layer, 128 + 128 units
+    rnn, n_in = 0, freq
+    for hidden in (128, 128):
+        rnn += _noisy_linear_params(n_in, 2 * hidden) + _noisy_linear_params(hidden, 2 * hidden)
+        n_in = hidden
+    rnn += _noisy_linear_params(n_in, n_classes) + readout
+    srnn = rnn + 2 * 128  # one alpha per hidden unit and layer
+    return {"cnn": cnn, "scnn": scnn, "rnn": rnn, "srnn": srnn}
+
+
+def test_parameter_counts_follow_the_architecture():
     counts = {n: sum(p.numel() for p in build_model(n).parameters()) for n in ("cnn", "rnn", "scnn", "srnn")}
-    assert max(counts.values()) / min(counts.values()) < 1.2, counts
-    assert counts["cnn"] == 98816 and counts["rnn"] == 111133  # documented in the README
+    want = _expected_parameter_counts()
+    assert counts == want
+    assert want["cnn"] == 98816 and want["rnn"] == 111133  # the README's numbers
+    assert max(counts.values()) / min(counts.values()) < 1.2, counts  # comparable sizes (paper)
 
 
 def test_bad_name_and_input_shape():

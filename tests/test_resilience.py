@@ -114,8 +114,15 @@ def test_operation_counts_by_hand():
 def test_energy_defaults_against_seed004_table():
     assert RERAM.mac == pytest.approx(4.22e-9 / 101_770) and SONOS.mac > RERAM.mac
     rows = {(r["system"], r["device"]): r for r in seed004_check()}
-    assert rows[("mlp", "reram")]["ratio_ours_to_seed"] == pytest.approx(1.0, abs=0.01)
+    # the costs are calibrated on the MLP row, so only its operation count is a check there:
+    # 784-128-10 with bias rows is 785 x 128 + 129 x 10 cells, 128 + 10 activations
+    assert rows[("mlp", "reram")]["macs"] == 785 * 128 + 129 * 10
+    assert rows[("mlp", "reram")]["activations"] == 138
+    # held-out rows: the RNN (t = 7) predicted from the MLP calibration. ReRAM within 10 %; for
+    # SONOS the seed's own RNN/MLP energy ratio (42.7 / 6.04 = 7.1) is below ReRAM's (8.4) while
+    # the cell reads are the same, so a per-read cost model lands 13 % high there
     assert rows[("rnn", "reram")]["ratio_ours_to_seed"] == pytest.approx(1.0, abs=0.1)
+    assert rows[("rnn", "sonos")]["ratio_ours_to_seed"] == pytest.approx(1.13, abs=0.03)
     # the seed's CNN energy (480 nJ) is not reproduced by counting its stated layout's cell reads
     assert rows[("cnn", "reram")]["macs"] < 4 * rows[("mlp", "reram")]["macs"]
     assert rows[("cnn", "reram")]["ratio_ours_to_seed"] < 0.1
