@@ -54,7 +54,7 @@ def test_defaults_and_argument_pass_through():
 
 @pytest.mark.parametrize("p0", [0.0, -0.1, 1.5, float("nan")])
 def test_sigma_for_p0_rejects_non_probabilities(p0):
-    with pytest.raises(ValueError, match=r"p0 must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"p0 must be a number in \(0, 1\]"):
         MultiLevelNVM.sigma_for_p0(p0)
 
 
@@ -198,7 +198,9 @@ def test_check_probability_accepts_the_closed_interval():
     from spikenoise.noise import check_probability
 
     assert check_probability("p", 0) == 0.0 and check_probability("p", 1) == 1.0
-    assert check_probability("p", "0.25") == 0.25 and isinstance(check_probability("p", 1), float)
+    assert check_probability("p", 0.25) == 0.25 and isinstance(check_probability("p", 1), float)
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got '0.25'"):
+        check_probability("p", "0.25")  # a string is refused, not parsed: no silent coercion
 
 
 # ------------------------------------------------------------------------------------------
