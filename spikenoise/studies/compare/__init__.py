@@ -12,6 +12,8 @@ and dynamic NVM errors at noise levels 0-3 (M trainings x N noisy test repetitio
     as it is computed; ``config.json`` holds the configuration and the environment.
 ``summary.csv``, ``table.txt``
     mean and 95% CI over the trainings (the printed table).
+``claims.txt``, ``claims.csv``
+    seed 000's claims as paired differences with 95% CIs and verdicts (:mod:`spikenoise.claims`, printed).
 ``accuracy.png``
     Fig. 2A: accuracy vs noise level, static / dynamic x agnostic / aware.
 ``scales.png``, ``weight_levels.png``, ``level_snr.png``, ``analysis.json``
@@ -49,6 +51,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the study (raises :class:`~spikenoise.studies.scaffold.StudyError` on bad input)."""
     from spikenoise.evaluate import cache_batches
 
+    from spikenoise import claims
+
     from . import figures, protocol
 
     args.progress = getattr(args, "progress", True)
@@ -60,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         protocol.remove_outputs(out)
+        for name in claims.OUTPUTS:
+            (out / name).unlink(missing_ok=True)
     print(_header(cfg, out))
     t0 = time.perf_counter()
     data = protocol.load_data(cfg)
@@ -81,6 +87,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {missing} checkpoint(s) missing in {trainer.ckdir}; Fig. 3 plots use the others")
     for line in figures.write_model_costs(trainer, cfg, test_batches[0][0][:32], out):
         print(line)
+    claims_text = claims.write_claims(rows, out, models=cfg["models"], seeds=cfg["seeds"], levels=cfg["levels"],
+                                      aware_levels=protocol.aware_levels(cfg))
+    print("\n" + claims_text)
     print(f"\nwall time {fmt_seconds(time.perf_counter() - t_start)} (data {fmt_seconds(t_data)}, training "
           f"{fmt_seconds(trainer.seconds)}, noisy evaluation {fmt_seconds(t_sweep)}), CPU time "
           f"{fmt_seconds(time.process_time() - cpu_start)} on {torch.get_num_threads()} thread(s); results in {out}/")
