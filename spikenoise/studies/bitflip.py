@@ -178,7 +178,7 @@ class _Condition:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_options(p, "bitflip", PRESETS, "default",
-                       preset_help="defaults for everything below (quick: seconds; default: minutes; full: long)")
+                       preset_help="defaults for everything below (quick: about a minute; default: minutes; full: long)")
     add_data_options(p, DATA_CHOICES)
     p.add_argument("--model", choices=MODEL_CHOICES)
     p.add_argument("--width", type=float, help="VGG channel multiplier")
