@@ -28,6 +28,9 @@ Levels
     the CI) is the headline row. For (c) the levels are the aware training levels (each level's
     aware network at its own level with ``--aware each``; the one level ``k`` with ``--aware k``).
 
+Recompute the report of an existing ``compare`` output folder (no training, no evaluation):
+``python -m spikenoise.claims RUN_DIR`` (reads ``run.json`` and ``results.jsonl``).
+
 Verdicts (differences in accuracy points)
     (a) holds when the CI lies within +-``EQUAL_MARGIN``; contradicted when it lies entirely outside
     (above +2 or below -2); otherwise unresolved. (b), (c) hold when the CI lies above 0,
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["PairedCI", "paired_ci", "verdict_equal", "verdict_positive", "compare_claims", "format_claims",
-           "write_claims", "EQUAL_MARGIN", "CLAIM_OF_MODEL", "OUTPUTS"]
+           "write_claims", "claims_of_run", "EQUAL_MARGIN", "CLAIM_OF_MODEL", "OUTPUTS"]
 
 #: (a): an absolute difference below this many accuracy points counts as "equal"
 EQUAL_MARGIN = 2.0
@@ -224,12 +227,12 @@ def format_claims(claims: Sequence[Mapping[str, Any]]) -> str:
              "(a),(b): static drop - dynamic drop of the agnostic network; (c): aware - agnostic)"]
     if not claims:
         return "\n".join(lines + ["  (no claim applies to the models and levels of this run)"])
-    lines.append(f"{'claim':5s} {'model':6s} {'statement':38s} {'errors':8s} {'level':9s} {'A':>6s} {'B':>6s} "
-                 f"{'diff':>7s} {'95% CI':>17s} {'n':>3s} {'over':11s} verdict")
+    lines.append(f"{'claim':5s} {'model':6s} {'statement':40s} {'errors':8s} {'level':9s} {'A':>6s} {'B':>6s} "
+                 f"{'diff':>7s} {'95% CI':>20s} {'n':>3s} {'over':11s} verdict")
     for c in claims:
         ci = f"[{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-        lines.append(f"({c['claim']})   {c['model']:6s} {c['statement']:38s} {c['errors']:8s} {c['level']:9s} "
-                     f"{c['a_acc']:6.1f} {c['b_acc']:6.1f} {c['diff']:+7.2f} {ci:>17s} {c['n']:3d} "
+        lines.append(f"({c['claim']})   {c['model']:6s} {c['statement']:40s} {c['errors']:8s} {c['level']:9s} "
+                     f"{c['a_acc']:6.1f} {c['b_acc']:6.1f} {c['diff']:+7.2f} {ci:>20s} {c['n']:3d} "
                      f"{c['ci_over']:11s} {c['verdict']}")
     lines += ["A, B: mean accuracy (%) of the two sides ((a),(b): dynamic, static; (c): aware, agnostic). "
               "over trainings: CI covers training + error-draw variance;",
@@ -254,3 +257,31 @@ def write_claims(rows: Iterable[Mapping[str, Any]], out: str | Path, *, models: 
     else:
         (out / "claims.csv").write_text(",".join(header) + "\n")
     return text
+
+
+def claims_of_run(out: str | Path) -> str:
+    """Write (and return) the claims of a finished ``spikenoise compare`` folder from its ``run.json``
+    and ``results.jsonl``."""
+    import json
+
+    from .studies.compare.protocol import aware_levels
+
+    out = Path(out)
+    for name in ("run.json", "results.jsonl"):
+        if not (out / name).is_file():
+            raise FileNotFoundError(f"{out / name} not found: is {str(out)!r} a spikenoise compare output folder?")
+    cfg = json.loads((out / "run.json").read_text())
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    return write_claims(rows, out, models=cfg["models"], seeds=cfg["seeds"], levels=cfg["levels"],
+                        aware_levels=aware_levels(cfg))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m spikenoise.claims RUN_DIR  (a spikenoise compare --out folder)")
+    try:
+        print(claims_of_run(sys.argv[1]))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        sys.exit(f"spikenoise.claims: error: {e}")

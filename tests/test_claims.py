@@ -114,3 +114,8 @@ def test_smoke_compare_writes_and_prints_claims(tmp_path, capsys):
                                                                        "cscnn"]
     assert all(r.split(",")[-1] in claims.VERDICTS for r in rows)
     assert all(",repetitions," in r for r in rows)  # M = 1: CI over the N = 2 repetitions
+    # recomputed from the folder alone: the same report
+    (out / "claims.txt").unlink()
+    assert claims.claims_of_run(out) == text and (out / "claims.txt").read_text().strip() == text
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        claims.claims_of_run(tmp_path)
