@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["PairedCI", "paired_ci", "verdict_equal", "verdict_positive", "compare_claims", "format_claims",
-           "write_claims", "claims_of_run", "EQUAL_MARGIN", "CLAIM_OF_MODEL", "OUTPUTS"]
+           "write_claims", "claims_of_run", "EQUAL_MARGIN", "VERDICTS", "CLAIM_OF_MODEL", "OUTPUTS"]
 
 #: (a): an absolute difference below this many accuracy points counts as "equal"
 EQUAL_MARGIN = 2.0
