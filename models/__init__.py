@@ -39,14 +39,14 @@ from spikenoise.neurons import LIF, LeakyReadout, SpikeFunction, spike
 
 from .base import KWSModel
 from .cnn import CNN, CNNPerPixel
-from .registry import KWS_MODELS, MODELS, build_model, model_names, register_model
+from .registry import KWS_MODELS, MODELS, WIDTHS, build_model, model_names, register_model
 from .rnn import RNN, LightGRULayer
 from .scnn import SCNN
 from .srnn import SRNN, SpikGRULayer
 
 from . import bnn, resilience, vgg  # noqa: E402,F401  (registers their models; after the KWS zoo)
 
-__all__ = ["build_model", "register_model", "model_names", "MODEL_NAMES", "MODELS", "CNN", "RNN", "SCNN", "SRNN",
+__all__ = ["build_model", "register_model", "model_names", "MODEL_NAMES", "MODELS", "WIDTHS", "CNN", "RNN", "SCNN", "SRNN",
            "CNNPerPixel", "KWSModel", "LightGRULayer", "SpikGRULayer", "LIF", "LeakyReadout", "SpikeFunction",
            "spike"]
 

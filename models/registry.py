@@ -9,7 +9,18 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-__all__ = ["MODELS", "KWS_MODELS", "register_model", "build_model", "model_names"]
+__all__ = ["MODELS", "KWS_MODELS", "WIDTHS", "register_model", "build_model", "model_names"]
+
+#: Model widths. "full": the paper's (CNN/SCNN channels 16-32-64, RNN/SRNN 2 x 128 units);
+#: "half": half the channels / units (about 1/4 of the weights; same topologies and read
+#: semantics) so that the quick preset fits on a laptop CPU; "tiny" is for tests only.
+WIDTHS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "half": {"cnn": {"channels": [8, 16, 32]}, "scnn": {"channels": [8, 16, 32]},
+             "cnn_pixel": {"channels": [8, 16, 32]}, "rnn": {"hidden": [64, 64]}, "srnn": {"hidden": [64, 64]}},
+    "tiny": {"cnn": {"channels": [4, 8, 8]}, "scnn": {"channels": [4, 8, 8], "timesteps": 3},
+             "cnn_pixel": {"channels": [4, 8, 8]}, "rnn": {"hidden": [16, 16]}, "srnn": {"hidden": [16, 16]}},
+}
 
 #: name -> class or factory returning an ``nn.Module``
 MODELS: dict[str, Callable[..., nn.Module]] = {}

@@ -10,7 +10,16 @@ authors' code), the spiking version of the light GRU::
     s_t = H(v_t - V_th)
 
 ``V_th = 1``; ``alpha`` learnable per neuron, clamped to [0, 1], init 0.8 (seed 000 II.D);
-surrogate ``ds/dv = 1 / (1 + gamma (v - V_th)^2)``, ``gamma = 10``. ``W = [W_z; W_i]`` and
+surrogate ``ds/dv = 1 / (1 + gamma (v - V_th)^2)`` with ``gamma = 30`` (:data:`SRNN_GAMMA`).
+
+Why ``gamma = 30`` and not the 10 of the LIF/SCNN: the recurrent spikes feed back through ``U``,
+so every timestep multiplies the backward signal by the surrogate's gain. Measured on 64-unit
+layers, 67 steps, random inputs (scripts/srnn_gradient_flow.py): ``|dL/dx_0| / |dL/dx_30..39|`` is
+1.4-2.8 at ``gamma = 10`` (130-240 at ``gamma = 1``), 0.7-1.2 at ``gamma = 30``, about 1 for the
+light-GRU RNN; after training at ``gamma = 10`` the early steps dominated the gradient (ratio 3.9)
+and gradients of different batches were nearly orthogonal (cosine 0.07 vs 0.2 for the RNN). On
+the embedded "tiny" set (half width, 8 epochs) the clean test accuracy went from 38 % to 50 %
+(gamma 100 and 300 gave 46 % and 51 %, a dampened gamma-10 surrogate 48 %). ``W = [W_z; W_i]`` and
 ``U = [U_z; U_i]`` are each one noisy synapse (one learnable scale each), both with a bias like
 ``torch.nn.GRU`` (the ``b_uz`` part is redundant with ``b_z``). As in snnTorch's default the
 reset term ``V_th * s_{t-1}`` is detached from the graph; the recurrent spikes into ``U`` are not.
@@ -36,12 +45,15 @@ import torch.nn as nn
 from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
-from spikenoise.neurons import GAMMA, TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
+from spikenoise.neurons import TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
 
 from .base import KWSModel
 from .registry import register_model
 
-__all__ = ["SpikGRULayer", "SRNN"]
+__all__ = ["SpikGRULayer", "SRNN", "SRNN_GAMMA"]
+
+#: surrogate sharpness of the SpikGRU layers (see the module docstring for the measurement)
+SRNN_GAMMA = 30.0
 
 
 class SpikGRULayer(nn.Module):
@@ -51,7 +63,7 @@ class SpikGRULayer(nn.Module):
     """
 
     def __init__(self, n_in: int, n_hidden: int, *, input_reads: str = "spike", reads: str = "spike",
-                 threshold: float = V_TH, gamma: float = GAMMA, alpha_init: float = TAU_INIT, **syn):
+                 threshold: float = V_TH, gamma: float = SRNN_GAMMA, alpha_init: float = TAU_INIT, **syn):
         super().__init__()
         self.n_hidden = n_hidden
         self.threshold = float(threshold)
@@ -69,7 +81,7 @@ class SpikGRULayer(nn.Module):
         return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
 
     def extra_repr(self) -> str:
-        return f"hidden={self.n_hidden}, alpha init 0.8 clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
+        return f"hidden={self.n_hidden}, alpha init {TAU_INIT} clamped [0,1], threshold={self.threshold}, gamma={self.gamma}"
 
 
 @register_model("srnn", kws=True)
@@ -83,6 +95,7 @@ class SRNN(KWSModel):
         reads: reads of the synapses receiving spikes, default ``"spike"``.
         hidden: units per layer (default ``(128, 128)``).
         input_shape: ``(time, freq)``; any number of timesteps is accepted, ``freq`` is fixed.
+        gamma: surrogate sharpness of every SpikGRU layer (default :data:`SRNN_GAMMA` = 30).
 
     Shapes: ``x`` ``(B, T, 40)`` -> logits ``(B, n_classes)``. After a forward,
     ``spike_counts["layer1" | "layer2"]`` is ``(B, H)`` spikes summed over time.
@@ -92,14 +105,17 @@ class SRNN(KWSModel):
 
     def __init__(self, n_classes: int = 12, error_model: ErrorModel | None = None, errors: str = "none", *,
                  input_reads: str = "step", reads: str = "spike", sampler: str = "auto",
-                 hidden: tuple[int, ...] = (128, 128), input_shape: tuple[int, int] = (67, 40)):
+                 hidden: tuple[int, ...] = (128, 128), input_shape: tuple[int, int] = (67, 40),
+                 gamma: float = SRNN_GAMMA):
         super().__init__(n_classes, input_shape)
+        if not gamma > 0:
+            raise ValueError(f"gamma (surrogate sharpness) must be > 0, got {gamma!r}")
         syn = dict(error_model=error_model, errors=errors, sampler=sampler)
         self.layers = nn.ModuleList()
         n_in = self.input_shape[1]
         for k, n_h in enumerate(hidden):
             self.layers.append(SpikGRULayer(n_in, n_h, input_reads=input_reads if k == 0 else reads,
-                                            reads=reads, **syn))
+                                            reads=reads, gamma=gamma, **syn))
             n_in = n_h
         self.fc = NoisyLinear(n_in, self.n_classes, reads=reads, **syn)
         self.readout = LeakyReadout(self.n_classes)

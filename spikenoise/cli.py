@@ -17,6 +17,7 @@ COMMANDS = {
     "bnn": ("spikenoise.studies.bnn", "paper 002: binarized networks with weight bit errors"),
     "analog": ("spikenoise.studies.analog", "paper 003: analog tiles, programming variation, ADCs"),
     "resilience": ("spikenoise.studies.resilience", "paper 004: synapse + input noise, MLP vs CNN vs recurrent"),
+    "drift": ("spikenoise.studies.drift", "KWS accuracy over time on drifting multi-level PCM (aihwkit statistics)"),
 }
 
 

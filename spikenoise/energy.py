@@ -33,7 +33,7 @@ The table gives totals per system, not per operation, so we derive per-operation
 MLP row (784-128-10, 101,770 cells incl. bias rows, 138 activations): ReRAM 41.47 fJ per cell
 read (4.22 nJ / 101,770), SONOS 59.15 fJ; 108.7 fJ per activation (15 pJ / 138). The seed's
 own cost model (CrossSim + a CMOS ReLU circuit) includes ADCs and drivers in its VMM energy; so
-do ours (``adc = dac = 0`` by default). :func:`seed004_check` compares this model with the whole
+do ours (``adc = dac = 0`` by default). :func:`spikenoise.studies.resilience.seed004_check` compares this model with the whole
 table (the RNN row is reproduced within a few percent; the CNN row is not -- see its docstring).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from .synapse import NoisySynapse
 
-__all__ = ["OpCosts", "RERAM", "SONOS", "EnergyReport", "count_ops", "estimate_energy", "seed004_check",
+__all__ = ["OpCosts", "RERAM", "SONOS", "EnergyReport", "count_ops", "estimate_energy",
            "SEED004_TABLE3"]
 
 #: seed 004 Table III, joules: system -> (total, VMM, activation)
@@ -177,36 +177,3 @@ def estimate_energy(model: nn.Module, example: torch.Tensor, costs: OpCosts = RE
         r["energy_J"] = (r["macs"] * costs.mac + r["adc"] * costs.adc + r["dac"] * costs.dac
                          + r["activations"] * costs.activation)
     return EnergyReport(tot["macs"], tot["activations"], tot["adc"], tot["dac"], vmm, act, vmm + act, costs, layers)
-
-
-def seed004_check(costs: dict[str, OpCosts] | None = None) -> list[dict[str, Any]]:
-    """Our per-operation model on seed 004's MNIST systems versus its Table III.
-
-    Systems: MLP 784-128-10; RNN with t = 7, core 400 -> 288 (H = 400 - 784/7, 118,378
-    parameters as in the seed's text); CNN C3/3-C3/3-MP2-C3/6-C3/6-D100-D10 (119,322 parameters).
-    By construction the MLP row matches. The RNN row comes out within ~5 %. The CNN row does not:
-    the stated CNN needs ~0.31 M cell reads per inference (a 3-6 filter CNN re-uses few weights),
-    so any per-cell cost model puts it near 13 nJ (ReRAM), not 480 nJ; the seed's CNN energy
-    must rest on a different mapping or layout than its Table I, which we cannot reproduce.
-
-    Returns one row per (system, device) with counts, our energy and the table's.
-    """
-    from spikenoise.models.resilience import MLP, ResilienceCNN, ReuseRNN
-
-    costs = costs or {"reram": RERAM, "sonos": SONOS}
-    systems = {
-        "mlp": (MLP(784, (128,), 10), torch.zeros(1, 784)),
-        "rnn": (ReuseRNN(784, steps=7, core_size=400), torch.zeros(1, 784)),
-        "cnn": (ResilienceCNN((28, 28)), torch.zeros(1, 28, 28)),
-    }
-    out = []
-    for name, (model, x) in systems.items():
-        params = sum(p.numel() for n, p in model.named_parameters() if n.endswith(("weight", "bias")))
-        for dev, c in costs.items():
-            rep = estimate_energy(model, x, c)
-            total, vmm, act = SEED004_TABLE3[(name, dev)]
-            out.append({"system": name, "device": dev, "parameters": params, "macs": rep.macs,
-                        "activations": rep.activations, "ours_total_J": rep.total_J, "ours_vmm_J": rep.vmm_J,
-                        "ours_activation_J": rep.activation_J, "seed_total_J": total, "seed_vmm_J": vmm,
-                        "seed_activation_J": act, "ratio_ours_to_seed": rep.total_J / total})
-    return out

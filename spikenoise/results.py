@@ -70,7 +70,7 @@ def environment_info() -> dict[str, Any]:
     """Package versions and hardware, recorded in every result file."""
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     info: dict[str, Any] = {
         "spikenoise": __version__,

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 import spikenoise as sn
-from spikenoise.energy import RERAM, SONOS, OpCosts, count_ops, estimate_energy, seed004_check
+from spikenoise.energy import RERAM, SONOS, OpCosts, count_ops, estimate_energy
+from spikenoise.studies.resilience import seed004_check
 from spikenoise.models.resilience import MLP, Jitter, ResilienceCNN, ReuseRNN, build_resilience_model
 from spikenoise.noise.analog import GaussianVariation
 from spikenoise.synapse import TiledLinear, programmed, set_analog

@@ -47,7 +47,7 @@ from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
 from .scaffold import (add_common_options, add_data_options, finish_panels, fsdd_root, open_store, progress_bar,
                        pyplot, resolve_preset, set_threads, write_csv, write_headline)
 
-__all__ = ["add_arguments", "main", "PRESETS", "model_difference", "HEADLINE_SIGMA"]
+__all__ = ["add_arguments", "main", "PRESETS", "seed004_check", "model_difference", "HEADLINE_SIGMA"]
 
 #: sigma_syn = sigma_te of seed 004's "both effects" column (Table II)
 HEADLINE_SIGMA = 0.025
@@ -274,7 +274,6 @@ def _aggregates(rows, cfg: dict[str, Any], sweep_steps: list[int], n_classes: in
 
 def main(args: argparse.Namespace) -> int:
     """Run the study; returns 0 on success."""
-    from spikenoise.energy import seed004_check
 
     cfg = _resolve(args)
     set_threads(args.threads)
@@ -417,3 +416,37 @@ def _summary_md(summary, sweep, energy, check, cfg, n_train: int, n_test: int, f
         L.append(f"| {r['system']} | {r['device']} | {r['parameters']} | {r['macs']} | {1e9 * r['ours_total_J']:.2f} | "
                  f"{1e9 * r['seed_total_J']:.2f} | {r['ratio_ours_to_seed']:.3f} |")
     return "\n".join(L) + "\n"
+
+
+def seed004_check(costs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Our per-operation model on seed 004's MNIST systems versus its Table III.
+
+    Systems: MLP 784-128-10; RNN with t = 7, core 400 -> 288 (H = 400 - 784/7, 118,378
+    parameters as in the seed's text); CNN C3/3-C3/3-MP2-C3/6-C3/6-D100-D10 (119,322 parameters).
+    By construction the MLP row matches. The RNN row comes out within ~5 %. The CNN row does not:
+    the stated CNN needs ~0.31 M cell reads per inference (a 3-6 filter CNN re-uses few weights),
+    so any per-cell cost model puts it near 13 nJ (ReRAM), not 480 nJ; the seed's CNN energy
+    must rest on a different mapping or layout than its Table I, which we cannot reproduce.
+
+    Returns one row per (system, device) with counts, our energy and the table's.
+    """
+    from spikenoise.energy import RERAM, SEED004_TABLE3, SONOS, estimate_energy
+    from spikenoise.models.resilience import MLP, ResilienceCNN, ReuseRNN
+
+    costs = costs or {"reram": RERAM, "sonos": SONOS}
+    systems = {
+        "mlp": (MLP(784, (128,), 10), torch.zeros(1, 784)),
+        "rnn": (ReuseRNN(784, steps=7, core_size=400), torch.zeros(1, 784)),
+        "cnn": (ResilienceCNN((28, 28)), torch.zeros(1, 28, 28)),
+    }
+    out = []
+    for name, (model, x) in systems.items():
+        params = sum(p.numel() for n, p in model.named_parameters() if n.endswith(("weight", "bias")))
+        for dev, c in costs.items():
+            rep = estimate_energy(model, x, c)
+            total, vmm, act = SEED004_TABLE3[(name, dev)]
+            out.append({"system": name, "device": dev, "parameters": params, "macs": rep.macs,
+                        "activations": rep.activations, "ours_total_J": rep.total_J, "ours_vmm_J": rep.vmm_J,
+                        "ours_activation_J": rep.activation_J, "seed_total_J": total, "seed_vmm_J": vmm,
+                        "seed_activation_J": act, "ratio_ours_to_seed": rep.total_J / total})
+    return out

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from spikenoise.models import WIDTHS
 from ..scaffold import StudyError, add_common_options, add_data_options, resolve_preset
 
 __all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "DATA_SOURCES", "DEFAULT_MODELS", "add_arguments", "resolve"]
@@ -38,16 +39,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 VISIBLE_PRESETS = ("quick", "paper")
 
-#: Model widths. "full": the paper's (CNN/SCNN channels 16-32-64, RNN/SRNN 2 x 128 units);
-#: "half": half the channels / units (about 1/4 of the weights; same topologies and read
-#: semantics) so that the quick preset fits on a laptop CPU; "tiny" is for tests only.
-WIDTHS: dict[str, dict[str, dict[str, Any]]] = {
-    "full": {},
-    "half": {"cnn": {"channels": [8, 16, 32]}, "scnn": {"channels": [8, 16, 32]},
-             "cnn_pixel": {"channels": [8, 16, 32]}, "rnn": {"hidden": [64, 64]}, "srnn": {"hidden": [64, 64]}},
-    "tiny": {"cnn": {"channels": [4, 8, 8]}, "scnn": {"channels": [4, 8, 8], "timesteps": 3},
-             "cnn_pixel": {"channels": [4, 8, 8]}, "rnn": {"hidden": [16, 16]}, "srnn": {"hidden": [16, 16]}},
-}
 DATA_SOURCES = ("embedded", "gscd", "fsdd")
 #: options that override a preset field of the same name
 _OVERRIDES = ("data", "models", "levels", "aware", "epochs", "finetune_epochs", "trainings", "repeats",
