@@ -316,6 +316,8 @@ def test_bitflip_cli_runs_resumes_and_writes_outputs(tmp_path, capsys):
             assert (out / name).exists(), name
         table = (out / "table.md").read_text()
         assert "| int8 | all | w+b+a |" in table
+        # 3 probabilities: too few to fit a midpoint, so the headline says it is not determined
+        assert "targets w+b+a: not determined" in (out / "headline.txt").read_text()
         # rerun: every condition is on disk, nothing is recomputed
         assert _cli(argv) == 0
         assert (out / "results.jsonl").read_text().splitlines() == lines

@@ -198,5 +198,7 @@ def test_bnn_cli_runs_and_resumes(tmp_path, one_thread):
     assert len(lines) == 2 * (1 + 2 * 2)  # train BERs x (clean + test BERs x repeats)
     assert (out / "bnn_accuracy_mlp.png").exists() and (out / "tolerance.csv").exists()
     assert "**" in (out / "table.md").read_text()  # the matched (test = train BER) cell is marked
+    headline = (out / "headline.txt").read_text()
+    assert headline.startswith("headline: ") and "aware (train BER 0.1) / standard" in headline
     assert main(argv) == 0
     assert (out / "results.jsonl").read_text().splitlines() == lines

@@ -17,8 +17,14 @@ Pipeline (seed 003 Fig. 2 and 3):
    inference pipeline, without variation.
 
 Outputs in ``--out``: ``results.jsonl`` (resumable, one row per condition), ``results.csv``,
-``deterministic.csv``, ``summary.md``, ``boxplots.png``, ``top25.png``, model checkpoints in
-``models/``. Data: ``fsdd`` (Free Spoken Digit Dataset, 67 x 40 log-Mel, real speech; default),
+``deterministic.csv``, ``summary.md``, ``boxplots.png``, ``top25.png``, ``headline.txt``, model
+checkpoints in ``models/``.
+
+Headline (seed 003): the noise-injection gain at the highest pipeline level -- mean accuracy over
+the programmed chips of the network fine-tuned with the largest training variation minus that of
+the network fine-tuned without (smallest variation), both tested at that largest variation, paired
+by training seed (the two share the float model and the data order), t-CI over the training seeds:
+it covers the training variance and the chip-to-chip variance (needs >= 2 seeds). Data: ``fsdd`` (Free Spoken Digit Dataset, 67 x 40 log-Mel, real speech; default),
 ``embedded`` (synthesized KWS words), ``digits`` (scikit-learn 8 x 8 digits; needs scikit-learn)
 or ``synthetic`` (Gaussian blobs, for tests).
 """
@@ -39,9 +45,9 @@ import torch.nn as nn
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
 from .executor import add_executor_options, make_executor
 from .scaffold import (StudyError, add_common_options, add_data_options, finish_panels, fsdd_root, open_store,
-                       pyplot, resolve_preset, set_threads)
+                       pyplot, resolve_preset, set_threads, write_headline)
 
-__all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate"]
+__all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate", "injection_gain"]
 
 #: preset -> defaults (command-line options override them)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -304,7 +310,7 @@ def _write_outputs(run: SimpleNamespace, info: dict[str, Any]) -> str:
     run.store.write_csv()
     (out / "summary.json").write_text(json.dumps({"config": run.cfg, "info": info, "deterministic": run.det},
                                                  indent=2))
-    text = _summary(rows, run.det, run.cfg, info)
+    text = _summary(rows, run.det, run.cfg, info) + "\n" + _headline(rows, run.cfg, out) + "\n"
     (out / "summary.md").write_text(text)
     pngs = _plot(rows, run.cfg, out)
     return text + "\n" + f"wrote {out / 'results.csv'}, {out / 'summary.md'}, " + ", ".join(str(p) for p in pngs)
@@ -476,6 +482,39 @@ def _gain_table(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
     return ["", "## Noise injection: gain in mean accuracy over training without injection (paired by "
             "training seed; percentage points, mean +- 95% CI)", "",
             "| level | train var | test var | gain | trainings |", "|---|---|---|---|---|"] + lines
+
+
+def injection_gain(rows: list[dict[str, Any]], level: int, train_sigma: float, base_sigma: float,
+                   test_sigma: float, field: str = "mean"):
+    """Per-training-seed gain ``row[field](train_sigma) - row[field](base_sigma)`` at ``(level,
+    test_sigma)`` and its :class:`~spikenoise.claims.PairedCI` (None without a common seed)."""
+    from spikenoise.claims import paired_ci
+
+    groups = _conditions(rows)
+    ref = {r["key"]["train_seed"]: r for r in groups.get((level, base_sigma, test_sigma), [])}
+    d = [r[field] - ref[r["key"]["train_seed"]][field] for r in groups.get((level, train_sigma, test_sigma), [])
+         if r["key"]["train_seed"] in ref]
+    return (d, paired_ci(d)) if d else (d, None)
+
+
+def _headline(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> str:
+    lv, hi, base = max(cfg["levels"]), max(cfg["train_sigmas"]), min(cfg["train_sigmas"])
+    te = hi if hi in cfg["test_sigmas"] else max(cfg["test_sigmas"])
+    lines = []
+    for field, name in (("mean", "mean accuracy"), ("q3", "top-25% (q3) accuracy")):
+        d, ci = injection_gain(rows, lv, hi, base, te, field) if hi != base else ([], None)
+        if ci is None:
+            lines.append(f"{name}: not determined (needs two training variations and matching rows)")
+        elif ci.n < 2:
+            lines.append(f"{name}: gain {100 * ci.mean:+.2f} points, no CI (one training seed; use --train-seeds >= 2)")
+        else:
+            lines.append(f"{name}: gain {100 * ci.mean:+.2f} points (95% CI {100 * ci.lo:+.2f} .. {100 * ci.hi:+.2f}; "
+                         f"per seed {', '.join(f'{100 * x:+.2f}' for x in d)})")
+    lines.append(f"level {lv}, trained with {100 * hi:g}% vs {100 * base:g}% variation, tested at {100 * te:g}%, "
+                 f"{cfg['programmings']} chips per seed; paired by training seed, t-CI over seeds (training + chip "
+                 "variance)")
+    return write_headline(out, "how much does noise injection in training help under programming variation "
+                               "(seed 003)", lines)
 
 
 def _summary(rows: list[dict[str, Any]], det: list[dict[str, Any]], cfg: dict[str, Any], info: dict[str, Any]) -> str:

@@ -20,7 +20,14 @@ Protocol (seed 004 sections II-III):
 
 Outputs in ``--out``: ``results.jsonl`` / ``results.csv`` (one row per condition and training
 seed, resumable), ``summary.md``, ``summary.json``, ``energy.csv``, ``energy_seed004.csv``,
-``resilience_<noise_at>.png``, ``steps.png``, model checkpoints in ``models/``.
+``resilience_<noise_at>.png``, ``steps.png``, ``headline.txt``, model checkpoints in ``models/``.
+
+Headline (seed 004 Table II, "both effects"): RNN minus CNN accuracy under combined synapse
+variation and input noise (``sigma_syn = sigma_te = HEADLINE_SIGMA``, on the data, standard
+training), and the same averaged over every combined cell of the grid (both sigmas > 0). The
+trainings of the two models are independent, so the pairs are formed by seed index (same test set,
+same seed number); the t-CI over seeds covers the training and chip-to-chip variance of both
+models. Trainings that did not learn are left out (a seed missing on either side drops the pair).
 """
 from __future__ import annotations
 
@@ -38,9 +45,12 @@ import torch.nn as nn
 
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
 from .scaffold import (add_common_options, add_data_options, finish_panels, fsdd_root, open_store, progress_bar,
-                       pyplot, resolve_preset, set_threads, write_csv)
+                       pyplot, resolve_preset, set_threads, write_csv, write_headline)
 
-__all__ = ["add_arguments", "main", "PRESETS", "seed004_check"]
+__all__ = ["add_arguments", "main", "PRESETS", "seed004_check", "model_difference", "HEADLINE_SIGMA"]
+
+#: sigma_syn = sigma_te of seed 004's "both effects" column (Table II)
+HEADLINE_SIGMA = 0.025
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(data="synthetic", models=["mlp", "cnn", "rnn"], steps=4, step_sweep=[2, 4], seeds=1, epochs=3,
@@ -292,12 +302,63 @@ def main(args: argparse.Namespace) -> int:
                                                   "energy": run.energy, "energy_seed004": check,
                                                   "failed_trainings": failed,
                                                   "seconds": time.time() - t0}, indent=2))
-    text = _summary_md(summary, sweep, run.energy, check, cfg, len(train[1]), len(test[1]), failed)
+    bad = {f[:4] for f in failed}
+    kept = [r for r in rows if (r["key"]["model"], r["key"]["steps"], r["key"]["jitter"], r["key"]["seed"]) not in bad]
+    text = (_summary_md(summary, sweep, run.energy, check, cfg, len(train[1]), len(test[1]), failed) + "\n"
+            + _headline(kept, cfg, out) + "\n")
     (out / "summary.md").write_text(text)
     pngs = _plots(summary, sweep, cfg, out)
     print(text)
     print(f"wrote {out / 'summary.md'}, " + ", ".join(str(p) for p in pngs) + f" in {time.time() - t0:.0f} s")
     return 0
+
+
+def model_difference(rows, a: str, b: str, cells, jitter: float = 0.0, noise_at: str = "data",
+                     steps: dict[str, int] | None = None):
+    """Per seed: mean over ``cells`` ``[(sigma_syn, sigma_te)]`` of model ``a``'s accuracy minus ``b``'s
+    (``rows``: stored rows, ``mean`` over chips); returns ``(diffs, PairedCI)`` or ``([], None)``."""
+    from spikenoise.claims import paired_ci
+
+    steps = steps or {}
+    acc: dict[tuple, float] = {}
+    for r in rows:
+        k = r["key"]
+        if k["jitter"] == jitter and k["noise_at"] == noise_at and k["steps"] == steps.get(k["model"], k["steps"]):
+            acc[(k["model"], k["seed"], k["sigma_syn"], k["sigma_te"])] = r["mean"]
+    seeds = sorted({k[1] for k in acc})
+    d = []
+    for s in seeds:
+        va = [acc.get((a, s, *c)) for c in cells]
+        vb = [acc.get((b, s, *c)) for c in cells]
+        if cells and None not in va and None not in vb:
+            d.append(sum(x - y for x, y in zip(va, vb)) / len(cells))
+    return (d, paired_ci(d)) if d else (d, None)
+
+
+def _headline(rows, cfg: dict[str, Any], out: Path) -> str:
+    lines = []
+    if not {"rnn", "cnn"} <= set(cfg["models"]):
+        lines.append("not determined: run both --models rnn cnn")
+    else:
+        at = "data" if "data" in cfg["noise_at"] else cfg["noise_at"][0]
+        j = min(cfg["jitters"])
+        combined = [(a, b) for a in cfg["syn_sigmas"] for b in cfg["te_sigmas"] if a > 0 and b > 0]
+        one = [(HEADLINE_SIGMA, HEADLINE_SIGMA)] if (HEADLINE_SIGMA, HEADLINE_SIGMA) in combined else []
+        steps = {"rnn": cfg["steps"], "cnn": 0}
+        for label, cells in ((f"sigma_syn = sigma_te = {HEADLINE_SIGMA:g}", one),
+                             (f"mean over the {len(combined)} combined cells (both sigmas > 0)", combined)):
+            d, ci = model_difference(rows, "rnn", "cnn", cells, j, at, steps) if cells else ([], None)
+            if ci is None:
+                lines.append(f"{label}: not determined (no such cells or no seed with both models)")
+            elif ci.n < 2:
+                lines.append(f"{label}: RNN - CNN {100 * ci.mean:+.2f} points, no CI (one seed; use --seeds >= 2)")
+            else:
+                lines.append(f"{label}: RNN - CNN {100 * ci.mean:+.2f} points (95% CI {100 * ci.lo:+.2f} .. "
+                             f"{100 * ci.hi:+.2f}; per seed {', '.join(f'{100 * x:+.2f}' for x in d)})")
+        lines.append(f"jitter {j:g} (standard training), input noise on the {at}, RNN t={cfg['steps']}; "
+                     f"pairs by seed index, t-CI over seeds (training + chip variance)")
+    return write_headline(out, "is the weight re-use RNN more resilient than the CNN under combined synapse "
+                               "and input noise (seed 004)", lines)
 
 
 def _summary_md(summary, sweep, energy, check, cfg, n_train: int, n_test: int, failed=()) -> str:

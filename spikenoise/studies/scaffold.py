@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["StudyError", "USAGE", "ENVIRONMENT", "add_common_options", "add_data_options", "resolve_preset",
            "set_threads", "output_folder", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "finish_panels", "write_csv",
-           "fsdd_root", "fmt_seconds"]
+           "fsdd_root", "fmt_seconds", "write_headline"]
 
 #: exit codes of :class:`StudyError`
 USAGE, ENVIRONMENT = 2, 1
@@ -199,3 +199,10 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], float_format:
 def fmt_seconds(s: float) -> str:
     """``"12.3 s"`` or ``"4.5 min"``."""
     return f"{s / 60:.1f} min" if s >= 90 else f"{s:.1f} s"
+
+
+def write_headline(out: str | Path, question: str, lines: Sequence[str]) -> str:
+    """A study's answer to its headline question: ``headline.txt`` in ``out``; returns the text (to print)."""
+    text = "\n".join([f"headline: {question}", *(f"  {line}" for line in lines)])
+    Path(out, "headline.txt").write_text(text + "\n")
+    return text

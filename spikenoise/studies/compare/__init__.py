@@ -12,6 +12,8 @@ and dynamic NVM errors at noise levels 0-3 (M trainings x N noisy test repetitio
     as it is computed; ``config.json`` holds the configuration and the environment.
 ``summary.csv``, ``table.txt``
     mean and 95% CI over the trainings (the printed table).
+``claims.txt``, ``claims.csv``
+    seed 000's claims as paired differences with 95% CIs and verdicts (:mod:`spikenoise.claims`, printed).
 ``accuracy.png``
     Fig. 2A: accuracy vs noise level, static / dynamic x agnostic / aware.
 ``scales.png``, ``weight_levels.png``, ``level_snr.png``, ``analysis.json``
@@ -60,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args, cfg, executor, t_start: float, cpu_start: float, t_ray: float) -> int:
+    from spikenoise import claims
     from spikenoise.evaluate import cache_batches
 
     from . import figures, protocol
@@ -68,6 +71,8 @@ def _run(args, cfg, executor, t_start: float, cpu_start: float, t_ray: float) ->
     out = output_folder(cfg["out"])
     if args.fresh:
         protocol.remove_outputs(out)
+        for name in claims.OUTPUTS:
+            (out / name).unlink(missing_ok=True)
     print(_header(cfg, out))
     t0 = time.perf_counter()
     data = protocol.load_data(cfg)
@@ -91,6 +96,9 @@ def _run(args, cfg, executor, t_start: float, cpu_start: float, t_ray: float) ->
         print(f"note: {missing} checkpoint(s) missing in {trainer.ckdir}; Fig. 3 plots use the others")
     for line in figures.write_model_costs(trainer, cfg, test_batches[0][0][:32], out):
         print(line)
+    claims_text = claims.write_claims(rows, out, models=cfg["models"], seeds=cfg["seeds"], levels=cfg["levels"],
+                                      aware_levels=protocol.aware_levels(cfg))
+    print("\n" + claims_text)
     timing = (f"training {fmt_seconds(trainer.seconds)}, noisy evaluation {fmt_seconds(t_sweep)}" if executor.in_process
               else f"starting Ray {fmt_seconds(t_ray)}, Ray tasks {fmt_seconds(t_sweep)} of which training "
                    f"{fmt_seconds(trainer.seconds)} summed over workers")
