@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from spikenoise.synapse import new_inference
 
-__all__ = ["KWSModel", "image_batch", "project_sequence"]
+__all__ = ["KWSModel", "image_batch", "project_sequence", "leaky_readout_mean"]
 
 
 def image_batch(x: torch.Tensor, in_channels: int, input_size: tuple[int, int], model: str) -> torch.Tensor:
@@ -78,3 +78,15 @@ class KWSModel(nn.Module):
         s = s.detach()
         prev = self.spike_counts.get(name)
         self.spike_counts[name] = s.clone() if prev is None else prev + s
+
+
+def leaky_readout_mean(fc: nn.Module, readout: nn.Module, seq: torch.Tensor) -> torch.Tensor:
+    """Logits of the recurrent models: ``fc`` over the sequence ``seq`` ``(B, T, H)`` into the leaky
+    integrators ``m_t = readout(fc(s_t), m_{t-1})``, averaged over time -> ``(B, n_classes)``."""
+    cur = project_sequence(fc, seq)
+    m = None
+    total = 0.0
+    for cur_t in cur.unbind(1):
+        m = readout(cur_t, m)
+        total = total + m
+    return total / seq.shape[1]

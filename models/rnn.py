@@ -29,7 +29,7 @@ from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import LeakyReadout, light_gru_step
 
-from .base import KWSModel, project_sequence
+from .base import KWSModel, leaky_readout_mean, project_sequence
 from .registry import register_model
 
 __all__ = ["LightGRULayer", "RNN"]
@@ -103,11 +103,5 @@ class RNN(KWSModel):
         seq = x
         for layer in self.layers:
             seq = layer.run(seq)
-        cur = project_sequence(self.fc, seq)
-        m = None
-        total = 0.0
-        for cur_t in cur.unbind(1):
-            m = self.readout(cur_t, m)
-            total = total + m
         self.timesteps = x.shape[1]
-        return total / x.shape[1]
+        return leaky_readout_mean(self.fc, self.readout, seq)

@@ -47,7 +47,7 @@ from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
 
-from .base import KWSModel, project_sequence
+from .base import KWSModel, leaky_readout_mean, project_sequence
 from .registry import register_model
 
 __all__ = ["SpikGRULayer", "SRNN", "SRNN_GAMMA"]
@@ -142,11 +142,5 @@ class SRNN(KWSModel):
         for k, layer in enumerate(self.layers):
             seq = layer.run(seq)
             self.record_spikes(f"layer{k + 1}", seq.sum(1))
-        cur = project_sequence(self.fc, seq)
-        m = None
-        total = 0.0
-        for cur_t in cur.unbind(1):
-            m = self.readout(cur_t, m)
-            total = total + m
         self.timesteps = x.shape[1]
-        return total / x.shape[1]
+        return leaky_readout_mean(self.fc, self.readout, seq)

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .base import ErrorModel, check_flag, check_reads
+from .base import ErrorModel, check_flag, check_nonnegative, check_reads
 
 __all__ = ["GaussianVariation", "DifferentialCells", "MAPPINGS"]
 
@@ -55,15 +55,7 @@ MAPPINGS = ("proportional", "offset")
 
 
 def _check_sigma(sigma: float) -> float:
-    if isinstance(sigma, (bool, str, bytes)):
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}") from None
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-    return s
+    return check_nonnegative("sigma", sigma)
 
 
 def _check_bits(bits: int | None, low: int) -> int | None:

@@ -20,13 +20,14 @@ An error model answers three questions for the synapse engine (:mod:`spikenoise.
 from __future__ import annotations
 
 import operator
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 __all__ = ["ErrorModel", "DiscreteLevels", "Reader", "error_model_from_config", "check_probability", "check_flag",
-           "check_reads", "NONFINITE"]
+           "check_reads", "check_nonnegative", "NONFINITE"]
 
 #: What a noisy synapse does with NaN/inf in its input or hidden weights: ``"raise"`` a ValueError
 #: naming the layer, or ``"propagate"`` them as IEEE arithmetic does (bit-flip studies, whose
@@ -46,6 +47,21 @@ def check_probability(name: str, p: float) -> float:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}") from None
     if not 0.0 <= v <= 1.0 or v != v:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    return v
+
+
+def check_nonnegative(name: str, value: Any, what: str = "") -> float:
+    """Return ``float(value)`` or raise ValueError naming ``name`` (``what`` describes it, e.g. units)
+    unless it is a finite number >= 0 (bools and strings are refused, not coerced)."""
+    label = f"{name} ({what})" if what else name
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{label} must be a number >= 0, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} must be a number >= 0, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{label} must be finite and >= 0, got {value!r}")
     return v
 
 

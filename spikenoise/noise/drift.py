@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from .base import DiscreteLevels, ErrorModel
+from .base import DiscreteLevels, ErrorModel, check_nonnegative
 from .nvm import MultiLevelNVM
 from .pcm import (AIHWKIT_PCM, DAY, HOUR, SECOND, YEAR, CellLaw, PCMParams, cell_law,
                   N_GRID_IDLE, folded_normal_moments, normal_pdf)
@@ -79,13 +79,7 @@ READOUTS = ("level", "analog")
 _CONFUSIONS: dict[tuple, np.ndarray] = {}
 
 def _check_time(t: Any) -> float:
-    try:
-        v = float(t)
-    except (TypeError, ValueError):
-        raise ValueError(f"t (seconds after programming) must be a number >= 0, got {t!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"t (seconds after programming) must be finite and >= 0, got {t!r}")
-    return v
+    return check_nonnegative("t", t, "seconds after programming")
 
 
 class DriftingPCM(ErrorModel):
