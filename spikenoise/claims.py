@@ -19,8 +19,9 @@ The interval (:func:`paired_ci`, Student t)
     the fixed test set. With M = 1: the r-th repetition of one side is paired with the r-th of the
     other (their error draws are independent, so the N differences are i.i.d. with the true mean
     difference) and the t-CI is over the N repetitions: it covers the error-draw variance of *this one
-    network* only, not the training variance (``ci_over = "repetitions"``). One value (M = 1, N = 1):
-    no interval, the verdict is "unresolved".
+    network* only, not the training variance (``ci_over = "repetitions"``). One value (M = 1, N = 1),
+    or differences that are all equal (no spread can be estimated): no interval, the verdict is
+    "unresolved".
 
 Levels
     Each noisy test level (1-3) is a claim row of its own, and ``levels 1-3 mean`` (the mean
@@ -57,7 +58,8 @@ VERDICTS = ("holds", "contradicted", "unresolved")
 
 @dataclass(frozen=True)
 class PairedCI:
-    """Mean of paired differences and its Student-t CI (``lo``/``hi`` NaN with fewer than 2 values)."""
+    """Mean of paired differences and its Student-t CI (``lo``/``hi`` NaN with fewer than 2 values
+    or with no spread among them)."""
 
     mean: float
     lo: float
@@ -84,6 +86,10 @@ def paired_ci(diffs: Sequence[float], confidence: float = 0.95) -> PairedCI:
     from scipy.stats import t as student_t
 
     sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    if sd == 0.0:
+        # identical differences (few pairs on a discrete accuracy grid) estimate no spread: a
+        # zero-width t-interval would claim certainty the data do not have
+        return PairedCI(m, math.nan, math.nan, n, n - 1, math.nan)
     t = float(student_t.ppf(0.5 + confidence / 2.0, n - 1))
     half = t * sd / math.sqrt(n)
     return PairedCI(m, m - half, m + half, n, n - 1, t)

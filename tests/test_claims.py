@@ -119,3 +119,14 @@ def test_smoke_compare_writes_and_prints_claims(tmp_path, capsys):
     assert claims.claims_of_run(out) == text and (out / "claims.txt").read_text().strip() == text
     with pytest.raises(FileNotFoundError, match="run.json"):
         claims.claims_of_run(tmp_path)
+
+
+def test_identical_differences_give_no_interval_and_no_verdict():
+    # two trainings whose differences happen to coincide on the 1/120 accuracy grid: the sample
+    # spread is 0, and a zero-width t-interval would turn chance into "holds"
+    ci = claims.paired_ci([1.67, 1.67])
+    assert ci.mean == pytest.approx(1.67) and math.isnan(ci.lo) and math.isnan(ci.hi)
+    assert claims.verdict_equal(ci) == "unresolved"
+    assert claims.verdict_positive(claims.paired_ci([13.6, 13.6, 13.6])) == "unresolved"
+    assert claims.verdict_positive(claims.paired_ci([13.6, 13.7, 13.5])) == "holds"
+
