@@ -45,7 +45,8 @@ import torch.nn as nn
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
 from .executor import add_executor_options, make_executor
 from .scaffold import (StudyError, add_common_options, add_data_options, finish_panels, fsdd_root, open_store,
-                       pyplot, resolve_preset, set_threads, write_headline)
+                       pyplot, resolve_preset, set_threads, write_headline,
+                       paired_points_line)
 
 __all__ = ["add_arguments", "main", "PRESETS", "build_study_model", "aggregate", "injection_gain"]
 
@@ -505,11 +506,8 @@ def _headline(rows: list[dict[str, Any]], cfg: dict[str, Any], out: Path) -> str
         d, ci = injection_gain(rows, lv, hi, base, te, field) if hi != base else ([], None)
         if ci is None:
             lines.append(f"{name}: not determined (needs two training variations and matching rows)")
-        elif ci.n < 2:
-            lines.append(f"{name}: gain {100 * ci.mean:+.2f} points, no CI (one training seed; use --train-seeds >= 2)")
         else:
-            lines.append(f"{name}: gain {100 * ci.mean:+.2f} points (95% CI {100 * ci.lo:+.2f} .. {100 * ci.hi:+.2f}; "
-                         f"per seed {', '.join(f'{100 * x:+.2f}' for x in d)})")
+            lines.append(paired_points_line(name, "gain", ci, d, "one training seed; use --train-seeds >= 2"))
     lines.append(f"level {lv}, trained with {100 * hi:g}% vs {100 * base:g}% variation, tested at {100 * te:g}%, "
                  f"{cfg['programmings']} chips per seed; paired by training seed, t-CI over seeds (training + chip "
                  "variance)")

@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from ..data.tensors import TENSOR_SETS, load_tensors, tensor_loaders
 from .scaffold import (add_common_options, add_data_options, finish_panels, fsdd_root, open_store, progress_bar,
-                       pyplot, resolve_preset, set_threads, write_csv, write_headline)
+                       pyplot, resolve_preset, set_threads, write_csv, write_headline, paired_points_line)
 
 __all__ = ["add_arguments", "main", "PRESETS", "seed004_check", "model_difference", "HEADLINE_SIGMA"]
 
@@ -350,11 +350,8 @@ def _headline(rows, cfg: dict[str, Any], out: Path) -> str:
             d, ci = model_difference(rows, "rnn", "cnn", cells, j, at, steps) if cells else ([], None)
             if ci is None:
                 lines.append(f"{label}: not determined (no such cells or no seed with both models)")
-            elif ci.n < 2:
-                lines.append(f"{label}: RNN - CNN {100 * ci.mean:+.2f} points, no CI (one seed; use --seeds >= 2)")
             else:
-                lines.append(f"{label}: RNN - CNN {100 * ci.mean:+.2f} points (95% CI {100 * ci.lo:+.2f} .. "
-                             f"{100 * ci.hi:+.2f}; per seed {', '.join(f'{100 * x:+.2f}' for x in d)})")
+                lines.append(paired_points_line(label, "RNN - CNN", ci, d, "one seed; use --seeds >= 2"))
         lines.append(f"jitter {j:g} (standard training), input noise on the {at}, RNN t={cfg['steps']}; "
                      f"pairs by seed index, t-CI over seeds (training + chip variance)")
     return write_headline(out, "is the weight re-use RNN more resilient than the CNN under combined synapse "

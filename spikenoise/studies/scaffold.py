@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["StudyError", "USAGE", "ENVIRONMENT", "add_common_options", "add_data_options", "resolve_preset",
            "set_threads", "output_folder", "open_store", "run_command", "progress_bar", "pyplot", "save_figure", "finish_panels", "write_csv",
-           "fsdd_root", "fmt_seconds", "write_headline"]
+           "fsdd_root", "fmt_seconds", "write_headline", "paired_points_line"]
 
 #: exit codes of :class:`StudyError`
 USAGE, ENVIRONMENT = 2, 1
@@ -206,3 +206,15 @@ def write_headline(out: str | Path, question: str, lines: Sequence[str]) -> str:
     text = "\n".join([f"headline: {question}", *(f"  {line}" for line in lines)])
     Path(out, "headline.txt").write_text(text + "\n")
     return text
+
+
+def paired_points_line(label: str, what: str, ci, diffs: Sequence[float], no_ci_hint: str) -> str:
+    """One headline line for paired differences of accuracies (fractions) given in points:
+    ``"<label>: <what> +1.23 points (95% CI ..; per seed ..)"``; ``ci`` as :func:`spikenoise.claims.paired_ci`
+    returns it (no interval: the mean and ``no_ci_hint``)."""
+    if ci.n < 2 or ci.lo != ci.lo:  # NaN bounds: no spread to estimate
+        return f"{label}: {what} {100 * ci.mean:+.2f} points, no CI ({no_ci_hint})"
+    per = ", ".join(f"{100 * x:+.2f}" for x in diffs)
+    return (f"{label}: {what} {100 * ci.mean:+.2f} points (95% CI {100 * ci.lo:+.2f} .. {100 * ci.hi:+.2f}; "
+            f"per seed {per})")
+
