@@ -40,12 +40,7 @@ class NoisyConv1d(NoisyConv2d):
     @classmethod
     def from_torch(cls, old: nn.Conv1d, mapping: WeightMapping) -> "NoisyConv1d":
         """The noisy twin of a trained ``nn.Conv1d`` (weights mapped by ``mapping``)."""
-        if old.padding_mode != "zeros" or isinstance(old.padding, str):
-            raise ValueError(f"cannot convert {old}: only numeric zero padding is supported")
-        new = cls(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                  old.groups, old.bias is not None, device=old.weight.device, dtype=old.weight.dtype,
-                  **mapping.synapse_kwargs())
-        return mapping.fill(new, old.weight, old.bias, old.training)
+        return mapping.twin(cls, old)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels:

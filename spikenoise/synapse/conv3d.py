@@ -40,12 +40,7 @@ class NoisyConv3d(NoisySynapse, nn.Conv3d):
     @classmethod
     def from_torch(cls, old: nn.Conv3d, mapping: WeightMapping) -> "NoisyConv3d":
         """The noisy twin of a trained ``nn.Conv3d`` (weights mapped by ``mapping``)."""
-        if old.padding_mode != "zeros" or isinstance(old.padding, str):
-            raise ValueError(f"cannot convert {old}: only numeric zero padding is supported")
-        new = cls(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                  old.groups, old.bias is not None, device=old.weight.device, dtype=old.weight.dtype,
-                  **mapping.synapse_kwargs())
-        return mapping.fill(new, old.weight, old.bias, old.training)
+        return mapping.twin(cls, old)
 
     def extra_repr(self) -> str:
         return f"{nn.Conv3d.extra_repr(self)}, {self.synapse_repr()}"

@@ -20,7 +20,7 @@ from .base import (ERRORS, READS, SAMPLERS, NoisySynapse, check_choice, check_mo
 from .conv1d import NoisyConv1d
 from .conv3d import NoisyConv3d
 from .layers import NoisyConv2d, NoisyLinear
-from .mapping import WeightMapping
+from .mapping import WeightMapping, layer_args
 from .recurrent import NoisyGRU, NoisyGRUCell, NoisyLSTM, NoisyLSTMCell, NoisyRNN, NoisyRNNCell
 from .snn_libraries import norse_factories, snntorch_factories
 from .inventory import unmapped_parameters
@@ -78,17 +78,6 @@ def replace_layers(model: nn.Module, factories: dict[type, Factory],
     return holder[0]
 
 
-def _layer_args(old: nn.Module, verb: str) -> tuple:
-    """Positional constructor arguments of a noisy/tiled layer shaped like ``old``."""
-    if isinstance(old, nn.Conv2d):
-        if old.padding_mode != "zeros" or isinstance(old.padding, str):
-            raise ValueError(f"cannot {verb} {old}: only numeric zero padding is supported")
-        return (old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                old.groups, old.bias is not None)
-    assert isinstance(old, nn.Linear)
-    return old.in_features, old.out_features, old.bias is not None
-
-
 @torch.no_grad()
 def _move_weights(old: nn.Module, new: nn.Module, scale: float | None) -> nn.Module:
     """Hidden weights ``w / scale`` and ``scale`` (None: copy hidden weights and scale of a synapse)."""
@@ -133,19 +122,9 @@ def _check_finite_weights(model: nn.Module, kinds: tuple[type, ...]) -> None:
 
 def convert_factories(mapping: WeightMapping) -> dict[type, Factory]:
     """The class -> factory map of :func:`convert` (one line per layer type)."""
-    def conv2d(old: nn.Module) -> nn.Module:
-        new = NoisyConv2d(*_layer_args(old, "convert"), device=old.weight.device, dtype=old.weight.dtype,
-                          **mapping.synapse_kwargs())
-        return mapping.fill(new, old.weight, old.bias, old.training)
-
-    def linear(old: nn.Module) -> nn.Module:
-        new = NoisyLinear(*_layer_args(old, "convert"), device=old.weight.device, dtype=old.weight.dtype,
-                          **mapping.synapse_kwargs())
-        return mapping.fill(new, old.weight, old.bias, old.training)
-
     factories: dict[type, Factory] = {
-        nn.Linear: linear,
-        nn.Conv2d: conv2d,
+        nn.Linear: lambda old: mapping.twin(NoisyLinear, old),
+        nn.Conv2d: lambda old: mapping.twin(NoisyConv2d, old),
         nn.Conv1d: lambda old: NoisyConv1d.from_torch(old, mapping),
         nn.Conv3d: lambda old: NoisyConv3d.from_torch(old, mapping),
         nn.RNN: lambda old: NoisyRNN.from_torch(old, mapping),
@@ -303,7 +282,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
                 reads=reads or (old.reads if noisy else "once"), sampler=old.sampler if noisy else "auto",
                 nonfinite=old.nonfinite if noisy else None,
                 learn_scale=bool(old.scale.requires_grad) if noisy else True, **analog)
-            new = cls(*_layer_args(old, "tile"), device=old.weight.device, dtype=old.weight.dtype, **kw)
+            new = cls(*layer_args(old, "tile"), device=old.weight.device, dtype=old.weight.dtype, **kw)
             return _move_weights(old, new, None if noisy else em.fit_scale(old.weight))
         return make
 

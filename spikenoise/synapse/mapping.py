@@ -12,11 +12,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from ..noise.base import ErrorModel
 from .base import NoisySynapse
 
-__all__ = ["WeightMapping"]
+__all__ = ["WeightMapping", "layer_args"]
+
+
+def layer_args(old: nn.Module, verb: str = "convert") -> tuple:
+    """Positional constructor arguments of a noisy layer shaped like ``old`` (an ``nn.Linear`` or a
+    torch convolution of any dimension); ``verb`` names the operation in the error message."""
+    if isinstance(old, nn.modules.conv._ConvNd):
+        if old.padding_mode != "zeros" or isinstance(old.padding, str):
+            raise ValueError(f"cannot {verb} {old}: only numeric zero padding is supported")
+        return (old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
+                old.groups, old.bias is not None)
+    if isinstance(old, nn.Linear):
+        return old.in_features, old.out_features, old.bias is not None
+    raise TypeError(f"cannot {verb} {type(old).__name__}: not a Linear or convolution layer")
 
 
 @dataclass
@@ -53,3 +67,9 @@ class WeightMapping:
         new.weight.requires_grad_(weight.requires_grad)
         new.train(training)
         return new
+
+    def twin(self, cls: type, old: nn.Module) -> NoisySynapse:
+        """The noisy layer ``cls`` shaped like the trained ``old`` (Linear or convolution), filled from it."""
+        new = cls(*layer_args(old), device=old.weight.device, dtype=old.weight.dtype, **self.synapse_kwargs())
+        return self.fill(new, old.weight, old.bias, old.training)
+
