@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .base import ErrorModel, check_flag, check_nonnegative, check_reads
+from .base import ErrorModel, as_real, check_flag, check_nonnegative, check_reads
 
 __all__ = ["GaussianVariation", "DifferentialCells", "MAPPINGS"]
 
@@ -172,12 +172,7 @@ class DifferentialCells(_SignedUnitRange):
     def __init__(self, sigma: float = 0.0, on_off: float = 10.0, bits: int | None = 8,
                  mapping: str = "proportional", state_dependent: bool = False):
         self.sigma = _check_sigma(sigma)
-        if isinstance(on_off, (bool, str, bytes)):
-            raise ValueError(f"on_off must be a number > 1 (or inf), got {on_off!r}")
-        try:
-            r = float(on_off)
-        except (TypeError, ValueError):
-            raise ValueError(f"on_off must be a number > 1 (or inf), got {on_off!r}") from None
+        r = as_real("on_off", on_off, "a number > 1 (or inf)")
         if not r > 1.0:  # also rejects NaN
             raise ValueError(f"on_off must be > 1 (G_max / G_min), got {on_off!r}")
         self.on_off = r

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 __all__ = ["ErrorModel", "DiscreteLevels", "Reader", "error_model_from_config", "check_probability", "check_flag",
-           "check_reads", "check_nonnegative", "NONFINITE"]
+           "check_reads", "check_nonnegative", "as_real", "NONFINITE"]
 
 #: What a noisy synapse does with NaN/inf in its input or hidden weights: ``"raise"`` a ValueError
 #: naming the layer, or ``"propagate"`` them as IEEE arithmetic does (bit-flip studies, whose
@@ -37,14 +37,20 @@ NONFINITE = ("raise", "propagate")
 _REGISTRY: dict[str, type["ErrorModel"]] = {}
 
 
+def as_real(name: str, value: Any, expected: str) -> float:
+    """``float(value)``, or ValueError ``"<name> must be <expected>, got <value>"``; bools and
+    strings are refused, not coerced (``True`` or ``"0.5"`` as a parameter is a caller's mistake)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+
+
 def check_probability(name: str, p: float) -> float:
     """Return ``float(p)`` or raise ValueError naming the bad probability."""
-    if isinstance(p, (bool, str, bytes)):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-    try:
-        v = float(p)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}") from None
+    v = as_real(name, p, "a probability in [0, 1]")
     if not 0.0 <= v <= 1.0 or v != v:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return v
@@ -54,12 +60,7 @@ def check_nonnegative(name: str, value: Any, what: str = "") -> float:
     """Return ``float(value)`` or raise ValueError naming ``name`` (``what`` describes it, e.g. units)
     unless it is a finite number >= 0 (bools and strings are refused, not coerced)."""
     label = f"{name} ({what})" if what else name
-    if isinstance(value, (bool, str, bytes)):
-        raise ValueError(f"{label} must be a number >= 0, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{label} must be a number >= 0, got {value!r}") from None
+    v = as_real(label, value, "a number >= 0")
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{label} must be finite and >= 0, got {value!r}")
     return v

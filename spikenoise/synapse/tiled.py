@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from ..noise.analog import DifferentialCells
-from ..noise.base import ErrorModel
+from ..noise.base import ErrorModel, as_real
 from .analog import ADC_RANGE, ARRAY, adc, add_input_noise, array_count, dac, tiled_matmul
 from .base import DRAWS, Draw, NoisySynapse, check_choice
 from .dtypes import engine_forward
@@ -115,12 +115,7 @@ def _check_positive(name: str, v, allow_none: bool = False) -> float | None:
 
 
 def _check_noise(s) -> float:
-    if isinstance(s, (bool, str, bytes)):
-        raise ValueError(f"input_noise must be a number >= 0, got {s!r}")
-    try:
-        v = float(s)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_noise must be a number >= 0, got {s!r}") from None
+    v = as_real("input_noise", s, "a number >= 0")
     if not (v >= 0 and math.isfinite(v)):
         raise ValueError(f"input_noise must be a finite number >= 0, got {s!r}")
     return v
