@@ -367,3 +367,25 @@ def _snn_checks(net, snn_net, spikes, em):
     clean = tile(snn_net, errors="none", array=None, adc_bits=None, input_bits=None, input_range=None)
     ref = sn.convert(net, em, errors="none")(spikes)
     assert torch.equal(clean(spikes), ref)
+
+
+def test_tile_names_weights_it_cannot_put_on_tiles_instead_of_leaving_them_clean():
+    from spikenoise.synapse import convert
+    net = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(8, 3))
+    before = [p.clone() for p in net.parameters()]
+    with pytest.raises(ValueError, match=r"(?s)0\.weight \(4, 2, 3\) in Conv1d.*keep_clean"):
+        tile(net, inplace=True)
+    # nothing was replaced by the refused in-place call
+    assert type(net[2]) is nn.Linear and all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    kept = tile(net, keep_clean=["0"])
+    assert type(kept[0]) is nn.Conv1d and type(kept[2]).__name__ == "TiledLinear"
+    # a noisy layer type without a tiled twin is named too
+    with pytest.raises(ValueError, match=r"'?0 \(NoisyConv1d\)"):
+        tile(convert(nn.Sequential(nn.Conv1d(2, 4, 3))))
+    # plain recurrent weights are named; converted first, their gates tile
+    with pytest.raises(ValueError, match=r"(?s)weight_ih_l0 .* in GRU.*convert\(model\) first"):
+        tile(nn.Sequential(nn.GRU(3, 4)))
+    tiled = tile(convert(nn.Sequential(nn.GRU(3, 4))))
+    kinds = {type(m).__name__ for m in tiled.modules()}
+    assert "TiledLinear" in kinds and "NoisyLinear" not in kinds
+    assert tiled(torch.randn(5, 2, 3))[0].shape == (5, 2, 4)

@@ -244,7 +244,8 @@ def analog_layers(model: nn.Module) -> list[AnalogSynapse]:
 
 
 def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str | None = None,
-         reads: str | None = None, inplace: bool = False, **analog: Any) -> nn.Module:
+         reads: str | None = None, inplace: bool = False, keep_clean: list[str] | tuple[str, ...] = (),
+         **analog: Any) -> nn.Module:
     """Put every synapse of ``model`` on tiled analog arrays.
 
     * ``nn.Linear`` / ``nn.Conv2d`` become :class:`TiledLinear` / :class:`TiledConv2d` with their
@@ -258,10 +259,13 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
         error_model: error model of every layer (None: keep; plain layers get ``DifferentialCells()``).
         errors, reads: None keeps each synapse's value (plain layers: ``"none"``, ``"once"``).
         inplace: modify ``model`` itself instead of a deep copy.
+        keep_clean: module paths (as in ``model.named_modules()``) to leave off the tiles on purpose.
         **analog: fields of :class:`~spikenoise.synapse.tiled.AnalogOptions`; left out: keep (tiled
             layers) or the :class:`TiledLinear` defaults (others).
 
     A model that had no synapses gets a forward pre-hook: every call is one inference.
+    Weights that cannot go on tiles (``nn.Conv1d``, recurrent layers, Norse cells, or noisy synapses
+    of those types) raise ``ValueError`` naming them, unless their module is in ``keep_clean``.
     """
     check_model(model)
     _check_error_model(error_model)
@@ -271,6 +275,7 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
         check_choice("reads", reads, READS)
     check_flag("inplace", inplace)
     check_analog_names(analog)
+    keep = _check_keep_clean(model, keep_clean)
     had_synapses = any(True for _ in synapses(model))
 
     def factory(cls: type) -> Factory:
@@ -294,7 +299,23 @@ def tile(model: nn.Module, error_model: ErrorModel | None = None, *, errors: str
 
     factories = {nn.Linear: factory(TiledLinear), NoisyLinear: factory(TiledLinear),
                  nn.Conv2d: factory(TiledConv2d), NoisyConv2d: factory(TiledConv2d)}
-    model = replace_layers(model if inplace else safe_deepcopy(model), factories, update)
+    model = model if inplace else safe_deepcopy(model)
+    kept = {id(m) for path, m in model.named_modules()
+            if any(path == k or path.startswith(k + ".") for k in keep)}
+    factories = {cls: (lambda make: lambda old: old if id(old) in kept else make(old))(make)
+                 for cls, make in factories.items()}
+    # what would stay off the tiles, checked before anything is replaced (inplace leaves no half-tiled model)
+    off = [f"{p} ({type(m).__name__})" for p, m in model.named_modules()
+           if isinstance(m, NoisySynapse) and type(m) not in factories and not isinstance(m, AnalogSynapse)
+           and id(m) not in kept and not any(p.startswith(q + ".") for q in keep)]
+    plain = unmapped_parameters(model, keep, mapped_types=tuple(factories))
+    if off or plain:
+        raise ValueError(
+            f"tile cannot put {len(off) + len(plain)} weight(s) of {type(model).__name__} on analog tiles (only "
+            "nn.Linear/nn.Conv2d and their noisy layers); they would stay off the tiles:\n  "
+            + "\n  ".join(off + plain) + "\nRecurrent layers: convert(model) first (their gates become noisy Linear layers, which tile). "
+            "Pass keep_clean=[<module path>, ...] to leave weights off the tiles on purpose.")
+    model = replace_layers(model, factories, update)
     if not analog_layers(model):
         raise ValueError(f"{type(model).__name__} has no linear or conv layer to tile")
     name_synapses(model)

@@ -35,9 +35,11 @@ def _is_neuron_parameter(name: str) -> bool:
     return "weight" not in name.lower() and name in NEURON_PARAMETERS
 
 
-def unmapped_parameters(model: nn.Module, keep_clean: Iterable[str] = ()) -> list[str]:
+def unmapped_parameters(model: nn.Module, keep_clean: Iterable[str] = (),
+                        mapped_types: tuple[type, ...] = ()) -> list[str]:
     """Floating-point parameters of ``model`` outside any noisy synapse, as
-    ``"path (shape) in ModuleType"`` lines; modules at ``keep_clean`` paths (and below) are skipped."""
+    ``"path (shape) in ModuleType"`` lines; modules at ``keep_clean`` paths (and below) are skipped,
+    and so are modules whose exact type is in ``mapped_types`` (about to become synapses)."""
     keep = tuple(keep_clean)
     found = []
     seen: set[int] = set()
@@ -45,7 +47,7 @@ def unmapped_parameters(model: nn.Module, keep_clean: Iterable[str] = ()) -> lis
         if isinstance(module, NoisySynapse):
             seen.update(id(p) for p in module.parameters())
     for path, module in model.named_modules():
-        if isinstance(module, NoisySynapse) or isinstance(module, DIGITAL_TYPES):
+        if isinstance(module, NoisySynapse) or isinstance(module, DIGITAL_TYPES) or type(module) in mapped_types:
             continue
         if any(path == k or path.startswith(k + ".") for k in keep):
             continue
