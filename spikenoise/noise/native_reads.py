@@ -1,8 +1,9 @@
 """Exact single reads as a pure function of (key, read number), by the native kernel ``reads.c``.
 
 The law is that of :class:`~spikenoise.noise._tables.ThresholdReads` (52-bit CDF thresholds). A
-read is addressed by its number ``n = row * numel + w`` (``w`` the flat weight index; for a Linear
-``(out, in)``: ``n = (b * out + j) * in + i``), so the same key gives the same reads in any order,
+read is addressed by its number ``n = row * numel + w`` (``w`` the flat weight index; for 2-D
+weights ``(out, in)`` the index of the transposed matrix, ``n = (b * in + i) * out + j``, so that the
+reads of one input are consecutive), so the same key gives the same reads in any order,
 on any thread count, in a forward pass and in its backward pass: a *key* stands for a whole draw
 of ``rows`` weight tensors without materializing it. Keys come from torch's generator
 (:func:`spikenoise.native.key_from`), so ``torch.manual_seed`` makes them reproducible.
@@ -35,7 +36,9 @@ class KeyedReads:
             raise ValueError(f"keyed reads need 2..255 levels and (L, L-1) thresholds, got {L} levels and "
                              f"thresholds of shape {tuple(thresholds.shape)}")
         self.shape = tuple(levels.shape)
-        self.levels = levels.detach().to(torch.uint8).contiguous()
+        lv = levels.detach().to(torch.uint8)
+        # 2-D (Linear) weights are numbered (and stored) transposed: an input's reads are consecutive
+        self.levels = (lv.t() if lv.dim() == 2 else lv).contiguous()
         self.thresholds = thresholds.detach().to(torch.int64).contiguous()
         self.values = values.detach().to(torch.float32).contiguous()
         self.n_levels = L
@@ -52,14 +55,15 @@ class KeyedReads:
         return lib
 
     def read(self, key: int, rows: int) -> torch.Tensor:
-        """The read values ``(rows, *shape)`` (float32) of draw ``key``: row ``r`` holds reads ``r * numel + w``."""
+        """The read values ``(rows, *shape)`` (float32) of draw ``key``: row ``r`` holds reads ``r * numel + w``
+        (2-D weights: a transposed view, numbered as the module docstring says)."""
         numel = self.levels.numel()
-        out = torch.empty(rows, *self.shape, dtype=torch.float32)
+        out = torch.empty(rows, *self.levels.shape, dtype=torch.float32)
         rc = self._lib().sn_read_values(_u64(key), _i64(rows), _i64(numel), native.ptr(self.levels),
                                         native.ptr(self.thresholds), self.n_levels, native.ptr(self.values),
                                         native.ptr(out), torch.get_num_threads())
         _check(rc)
-        return out
+        return out.transpose(1, 2) if len(self.shape) == 2 else out
 
     def linear(self, x: torch.Tensor, key: int) -> torch.Tensor:
         """``y[b, j] = sum_i x[b, i] * read(b, j, i)`` (B, out) for x (B, in) float32, levels (out, in).
