@@ -130,9 +130,15 @@ def test_static_draw_is_one_key_frozen_for_the_inference_and_fresh_after():
         W = layer.draw  # the reads of this inference, materialized from its key
         assert W.shape == (6, 12, 20)
         torch.testing.assert_close(y1, layer.scale * torch.bmm(W, x.unsqueeze(-1)).squeeze(-1) + layer.bias)
+        y2b = layer(x)  # from the uint8 read levels kept since the second call
+    # the input gradient of a later call: through the same frozen reads
+    xg = x.clone().requires_grad_(True)
+    layer(xg).sum().backward()
+    torch.testing.assert_close(xg.grad, layer.scale.detach() * W.sum(1))
+    with torch.no_grad():
         new_inference(layer)
         y3 = layer(x)
-    assert torch.equal(y1, y2)
+    assert torch.equal(y1, y2) and torch.equal(y1, y2b)
     assert not torch.equal(y1, y3)
     with pytest.raises(ValueError, match="batch of 6"):
         layer(torch.randn(4, 20))

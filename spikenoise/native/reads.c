@@ -158,13 +158,16 @@ static void sn_axpy(const sn_law *law, const uint8_t *lev, float xv, uint64_t ke
     for (; t < len; t++, n++) y[t] += xv * sn_read(law, lev[t], sn_word(key, n >> 2), key, n);
 }
 
-/* Forward of a Linear with a fresh read per (b, j, i): y[b, j] = sum_i x[b, i] * value(read).
+/* Forward of a Linear with a fresh read per (b, j, i): y[b, j] = sum_i x[b, i] * (v0 + step * read),
+ * summed as v0 * sum_i x[b, i] + step * sum_i x[b, i] * read (levels equally spaced).
  * x (B, in), levt (in, out): the level of weight (j, i) at levt[i, j]; y (B, out), float32. The
  * read of weight (j, i) for row b is read n = (b * in + i) * out + j, so the reads of one input
  * are consecutive (4 per word) and a zero input (it multiplies its reads by 0) reads nothing. */
 int sn_read_linear(uint64_t key, int64_t B, int64_t out, int64_t in, const float *x, const uint8_t *levt,
-                   const uint64_t *thr, int L, const float *vals, float *y, int nthreads) {
-    sn_law *law = sn_law_new(thr, L, vals);
+                   const uint64_t *thr, int L, float v0, float step, float *y, int nthreads) {
+    float idx[SN_MAX_LEVELS];
+    for (int l = 0; l < L && l < SN_MAX_LEVELS; l++) idx[l] = (float)l;
+    sn_law *law = sn_law_new(thr, L, idx);
     if (!law) return -1;
     const int64_t jblock = 256; /* a multiple of 4 */
     int64_t njb = (out + jblock - 1) / jblock;
@@ -174,29 +177,84 @@ int sn_read_linear(uint64_t key, int64_t B, int64_t out, int64_t in, const float
         int64_t b = t / njb, j0 = (t % njb) * jblock, len = j0 + jblock < out ? jblock : out - j0;
         float *yb = y + b * out + j0;
         memset(yb, 0, sizeof(float) * (size_t)len);
+        float sx = 0.0f;
         for (int64_t i = 0; i < in; i++) {
             float xv = x[b * in + i];
             if (xv == 0.0f) continue;
+            sx += xv;
             sn_axpy(law, levt + i * out + j0, xv, key, (uint64_t)((b * in + i) * out + j0), len, yb);
         }
+        for (int64_t j = 0; j < len; j++) yb[j] = v0 * sx + step * yb[j];
     }
     free(law);
     return 0;
 }
 
-/* Backward of sn_read_linear in x: gx[b, i] = sum_j g[b, j] * value(read (b, j, i)), the same reads
+/* Backward of sn_read_linear in x: gx[b, i] = sum_j g[b, j] * (v0 + step * read (b, j, i)), the same reads
  * (zero inputs included: their reads are what the forward would have drawn). */
 int sn_read_linear_grad_input(uint64_t key, int64_t B, int64_t out, int64_t in, const float *g,
-                              const uint8_t *levt, const uint64_t *thr, int L, const float *vals, float *gx,
+                              const uint8_t *levt, const uint64_t *thr, int L, float v0, float step, float *gx,
                               int nthreads) {
-    sn_law *law = sn_law_new(thr, L, vals);
+    float idx[SN_MAX_LEVELS];
+    for (int l = 0; l < L && l < SN_MAX_LEVELS; l++) idx[l] = (float)l;
+    sn_law *law = sn_law_new(thr, L, idx);
     if (!law) return -1;
     int64_t total = B * in;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t t = 0; t < total; t++) {
         int64_t b = t / in, i = t % in;
-        gx[t] = sn_dot(law, levt + i * out, g + b * out, key, (uint64_t)(t * out), out);
+        float sg = 0.0f;
+        for (int64_t j = 0; j < out; j++) sg += g[b * out + j];
+        gx[t] = v0 * sg + step * sn_dot(law, levt + i * out, g + b * out, key, (uint64_t)(t * out), out);
     }
     free(law);
+    return 0;
+}
+
+/* out[r, w] = level index of read n = r * numel + w of level lev[w] (the reads of sn_read_values) */
+int sn_read_levels(uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *lev, const uint64_t *thr, int L,
+                   uint8_t *out, int nthreads) {
+    float idx[SN_MAX_LEVELS];
+    for (int l = 0; l < L && l < SN_MAX_LEVELS; l++) idx[l] = (float)l;
+    sn_law *law = sn_law_new(thr, L, idx);
+    if (!law) return -1;
+    const int64_t block = 4096;
+    int64_t nblk = (numel + block - 1) / block;
+    int64_t total = n_rows * nblk;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t t = 0; t < total; t++) {
+        int64_t r = t / nblk, w0 = (t % nblk) * block, len = w0 + block < numel ? block : numel - w0;
+        float buf[4096];
+        sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), len, buf);
+        uint8_t *o = out + r * numel + w0;
+        for (int64_t w = 0; w < len; w++) o[w] = (uint8_t)buf[w];
+    }
+    free(law);
+    return 0;
+}
+
+/* y[b, j] = sum_i x[b, i] * (v0 + step * R[b, i, j]): a Linear with read levels R (B, in, out)
+ * materialized (sn_read_levels of the transposed levels), skipping zero inputs; the same sums, in
+ * the same order, as sn_read_linear, so both give identical results for the same reads. */
+int sn_levels_linear(int64_t B, int64_t out, int64_t in, const float *x, const uint8_t *R, float v0, float step,
+                     float *y, int nthreads) {
+    const int64_t jblock = 256;
+    int64_t njb = (out + jblock - 1) / jblock;
+    int64_t total = B * njb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t t = 0; t < total; t++) {
+        int64_t b = t / njb, j0 = (t % njb) * jblock, len = j0 + jblock < out ? jblock : out - j0;
+        float *restrict yb = y + b * out + j0;
+        memset(yb, 0, sizeof(float) * (size_t)len);
+        float sx = 0.0f;
+        for (int64_t i = 0; i < in; i++) {
+            float xv = x[b * in + i];
+            if (xv == 0.0f) continue;
+            sx += xv;
+            const uint8_t *r = R + (b * in + i) * out + j0;
+            for (int64_t j = 0; j < len; j++) yb[j] += xv * (float)r[j];
+        }
+        for (int64_t j = 0; j < len; j++) yb[j] = v0 * sx + step * yb[j];
+    }
     return 0;
 }

@@ -10,6 +10,7 @@ of ``rows`` weight tensors without materializing it. Keys come from torch's gene
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import torch
@@ -42,6 +43,12 @@ class KeyedReads:
         self.thresholds = thresholds.detach().to(torch.int64).contiguous()
         self.values = values.detach().to(torch.float32).contiguous()
         self.n_levels = L
+        v = values.detach().to(torch.float64)
+        step = v[1:] - v[:-1]
+        if not torch.allclose(step, step[0].expand_as(step), rtol=1e-9, atol=0.0):
+            raise ValueError(f"keyed reads need equally spaced level values, got {v.tolist()}")
+        # the Linear kernels sum v0 * sum(x) + step * sum(x * level): equally spaced levels
+        self._v0, self._step = ctypes.c_float(float(v[0])), ctypes.c_float(float(step[0]))
 
     @staticmethod
     def usable(*tensors: torch.Tensor) -> bool:
@@ -73,15 +80,31 @@ class KeyedReads:
         if len(self.shape) != 2 or x.dim() != 2 or x.shape[1] != self.shape[1]:
             raise ValueError(f"keyed linear reads need x (B, {self.shape[-1]}) and 2-D levels, got x "
                              f"{tuple(x.shape)} and levels {self.shape}")
-        return _KeyedLinear.apply(x, self, key)
+        return _KeyedLinear.apply(x, self, key, None)
 
-    def _forward(self, x: torch.Tensor, key: int) -> torch.Tensor:
+    def read_levels(self, key: int, rows: int) -> torch.Tensor:
+        """The level indices (uint8) of the reads of :meth:`read`, in the stored layout
+        ``(rows, *levels.shape)`` (2-D weights: transposed, ``(rows, in, out)``)."""
+        numel = self.levels.numel()
+        out = torch.empty(rows, *self.levels.shape, dtype=torch.uint8)
+        rc = self._lib().sn_read_levels(_u64(key), _i64(rows), _i64(numel), native.ptr(self.levels),
+                                        native.ptr(self.thresholds), self.n_levels, native.ptr(out),
+                                        torch.get_num_threads())
+        _check(rc)
+        return out
+
+    def _forward(self, x: torch.Tensor, key: int, levels: torch.Tensor | None) -> torch.Tensor:
         x = x.detach().contiguous()
         B, (out_f, in_f) = x.shape[0], self.shape
         y = torch.empty(B, out_f, dtype=torch.float32)
+        if levels is not None:  # the reads of `key`, materialized by read_levels
+            rc = self._lib().sn_levels_linear(_i64(B), _i64(out_f), _i64(in_f), native.ptr(x), native.ptr(levels),
+                                              self._v0, self._step, native.ptr(y), torch.get_num_threads())
+            _check(rc)
+            return y
         rc = self._lib().sn_read_linear(_u64(key), _i64(B), _i64(out_f), _i64(in_f), native.ptr(x),
                                         native.ptr(self.levels), native.ptr(self.thresholds), self.n_levels,
-                                        native.ptr(self.values), native.ptr(y), torch.get_num_threads())
+                                        self._v0, self._step, native.ptr(y), torch.get_num_threads())
         _check(rc)
         return y
 
@@ -91,18 +114,39 @@ class KeyedReads:
         gx = torch.empty(B, in_f, dtype=torch.float32)
         rc = self._lib().sn_read_linear_grad_input(_u64(key), _i64(B), _i64(out_f), _i64(in_f), native.ptr(g),
                                                    native.ptr(self.levels), native.ptr(self.thresholds),
-                                                   self.n_levels, native.ptr(self.values), native.ptr(gx),
+                                                   self.n_levels, self._v0, self._step, native.ptr(gx),
                                                    torch.get_num_threads())
         _check(rc)
         return gx
 
 
 class KeyedDraw:
-    """A static draw of ``rows`` weight tensors held as a key (nothing materialized until asked)."""
+    """A static draw of ``rows`` weight tensors held as a key (nothing materialized until asked).
+
+    Its first call regenerates the reads from the key (a new draw costs one pass of reads, no
+    B x weights tensor); from the second call on, the read levels are kept as uint8 (a quarter of
+    the float read tensor) and each later call is a plain product with them (bandwidth-bound).
+    """
+
+    #: calls of one draw after which its read levels are materialized (see the class docstring)
+    MATERIALIZE_AFTER = 1
 
     def __init__(self, reads: KeyedReads, key: int, rows: int, dtype: torch.dtype):
         self.reads, self.key, self.rows, self.dtype = reads, key, rows, dtype
+        self.calls = 0
         self._tensor: torch.Tensor | None = None
+        self._levels: torch.Tensor | None = None
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, out)``: row ``b`` of ``x`` ``(B, in)`` times its frozen read weights (2-D weights only);
+        differentiable in ``x``."""
+        if len(self.reads.shape) != 2 or x.dim() != 2 or x.shape[0] != self.rows:
+            raise ValueError(f"a keyed draw of {self.rows} rows of {self.reads.shape} weights needs x "
+                             f"({self.rows}, in), got {tuple(x.shape)}")
+        if self._levels is None and self.calls >= self.MATERIALIZE_AFTER:
+            self._levels = self.reads.read_levels(self.key, self.rows)
+        self.calls += 1
+        return _KeyedLinear.apply(x, self.reads, self.key, self._levels)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -117,13 +161,15 @@ class KeyedDraw:
 
 class _KeyedLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, reads: KeyedReads, key: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, reads: KeyedReads, key: int,  # type: ignore[override]
+                levels: torch.Tensor | None) -> torch.Tensor:
         ctx.reads, ctx.key = reads, key
-        return reads._forward(x, key)
+        return reads._forward(x, key, levels)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):  # type: ignore[override]
-        return ctx.reads._grad_input(g, ctx.key), None, None
+        # the key regenerates the forward's reads (materialized or not: the same ones)
+        return ctx.reads._grad_input(g, ctx.key), None, None, None
 
 
 def _check(rc: int) -> None:
@@ -132,10 +178,8 @@ def _check(rc: int) -> None:
 
 
 def _u64(key: int):
-    import ctypes
     return ctypes.c_uint64(key & (2 ** 64 - 1))
 
 
 def _i64(v: int):
-    import ctypes
     return ctypes.c_int64(int(v))

@@ -233,7 +233,7 @@ class NoisyLinear(_Engine, nn.Linear):
             keyed = self.keyed_draw(x)
             if keyed is not None:
                 # a static draw per row as a key: every call regenerates the same reads (frozen)
-                y = keyed.reads.linear(x, keyed.key).to(x.dtype)
+                y = keyed.linear(x).to(x.dtype)
                 if wq.requires_grad and torch.is_grad_enabled():
                     y = y + F.linear(x, wq - wq.detach())  # straight-through gradient to the hidden weights
                 return self.scale_and_bias(y)
