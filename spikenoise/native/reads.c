@@ -5,8 +5,9 @@
  * number n (a pure function of (key, n), so any thread count and a backward pass see the same
  * reads) takes the top 16 bits of u from 16-bit slice n % 4 of word n / 4 of the stream, and the
  * 36 bits below them from word 2**62 + n (a disjoint part of the same stream), drawn only when the
- * 16 bits do not decide the read (probability about (L - 1) * 2**-16). A 256-entry table per level
- * decides most reads from the top 8 bits alone; 0xFF there means "a threshold lies in this bucket".
+ * 16 bits do not decide the read (probability about (L - 1) * 2**-16). A 1024-entry table of read
+ * levels per level decides most reads from the top 10 bits alone (SN_UNDECIDED there: a threshold
+ * lies in this bucket), a second 64-entry table per such bucket decides them from the top 16 bits.
  *
  * Read numbering: read weight w (flat index in the level tensor, numel weights) of row r (a batch
  * row, or one draw) is read n = r * numel + w. A Linear (out, in) passes its levels transposed
@@ -26,51 +27,82 @@ typedef struct {
     const uint64_t *thr; /* (L, L - 1) thresholds on the 2**52 grid */
     const float *vals;   /* (L,) value of each level */
     int K;               /* L - 1 */
-    float lut[];         /* (L, 256): value of the read from the top 8 bits, or NaN (undecided) */
+    float *lut2;         /* (slots, 64): the value from the next 6 bits in an undecided 10-bit bucket, or NaN */
+    int32_t *slot;       /* (L, 1024): the lut2 row of an undecided 10-bit bucket */
+    uint8_t lut[];       /* (L, 1024): the read level from the top 10 bits, or SN_UNDECIDED */
 } sn_law;
 
+/* #{k : top `bits` bits of thr[k] < c} and whether some threshold's top bits equal c */
+static int sn_count_below(const uint64_t *t, int K, int shift, uint64_t c, int *tie) {
+    int r = 0;
+    *tie = 0;
+    for (int k = 0; k < K; k++) {
+        uint64_t h = t[k] >> shift;
+        if (h < c) r++;
+        else if (h == c) *tie = 1;
+    }
+    return r;
+}
+
+static void sn_law_free(sn_law *law) {
+    if (!law) return;
+    free(law->lut2);
+    free(law->slot);
+    free(law);
+}
+
 static sn_law *sn_law_new(const uint64_t *thr, int L, const float *vals) {
-    int K = L - 1;
-    sn_law *law = malloc(sizeof(sn_law) + sizeof(float) * (size_t)L * 256);
+    int K = L - 1, tie, slots = 0;
+    sn_law *law = malloc(sizeof(sn_law) + (size_t)L * 1024);
     if (!law) return NULL;
     law->thr = thr;
     law->vals = vals;
     law->K = K;
+    law->slot = malloc(sizeof(int32_t) * (size_t)L * 1024);
+    law->lut2 = malloc(sizeof(float) * 64 * (size_t)(L * K > 0 ? L * K : 1)); /* <= K undecided buckets per level */
+    if (!law->slot || !law->lut2) {
+        sn_law_free(law);
+        return NULL;
+    }
     for (int l = 0; l < L; l++) {
         const uint64_t *t = thr + (size_t)l * K;
-        for (int c8 = 0; c8 < 256; c8++) {
-            int r = 0, undecided = 0;
-            for (int k = 0; k < K; k++) {
-                uint64_t h = t[k] >> 44;
-                if (h < (uint64_t)c8) r++;
-                else if (h == (uint64_t)c8) undecided = 1;
+        for (int c10 = 0; c10 < 1024; c10++) {
+            int r = sn_count_below(t, K, 42, (uint64_t)c10, &tie);
+            law->slot[l * 1024 + c10] = -1;
+            if (!tie) {
+                law->lut[l * 1024 + c10] = (uint8_t)r;
+                continue;
             }
-            law->lut[l * 256 + c8] = undecided ? NAN : vals[r];
+            law->lut[l * 1024 + c10] = SN_UNDECIDED;
+            law->slot[l * 1024 + c10] = slots;
+            for (int lo = 0; lo < 64; lo++) {
+                int r16 = sn_count_below(t, K, 36, ((uint64_t)c10 << 6) | (uint64_t)lo, &tie);
+                law->lut2[slots * 64 + lo] = tie ? NAN : vals[r16];
+            }
+            slots++;
         }
     }
     return law;
 }
 
-/* the read when the top 8 bits did not decide it: 16 bits, then (rarely) all 52 */
+/* the read when the top 16 bits did not decide it: all 52 bits (probability about (L-1) 2**-16) */
 static int sn_read_slow(const sn_law *law, int l, uint32_t c16, uint64_t key, uint64_t n) {
     const uint64_t *t = law->thr + (size_t)l * law->K;
-    int r = 0, mixed = 0;
-    for (int k = 0; k < law->K; k++) {
-        uint64_t h = t[k] >> 36;
-        if (h < c16) r++;
-        else if (h == c16) mixed = 1;
-    }
-    if (!mixed) return r;
     uint64_t u = ((uint64_t)c16 << 36) | (sn_word(key, SN_LOW_BASE + n) >> 28);
-    r = 0;
+    int r = 0;
     for (int k = 0; k < law->K; k++) r += t[k] <= u;
     return r;
 }
 
+static float sn_value_refine(const sn_law *law, int l, uint32_t c16, uint64_t key, uint64_t n) {
+    float v = law->lut2[law->slot[(l << 10) | (c16 >> 6)] * 64 + (c16 & 0x3F)];
+    return v == v ? v : law->vals[sn_read_slow(law, l, c16, key, n)];
+}
+
 /* the value of read n of level l whose top 16 bits are c16 */
 static inline float sn_value(const sn_law *law, int l, uint32_t c16, uint64_t key, uint64_t n) {
-    float v = law->lut[(l << 8) | (c16 >> 8)];
-    return v == v ? v : law->vals[sn_read_slow(law, l, c16, key, n)];
+    int r = law->lut[(l << 10) | (c16 >> 6)];
+    return r != SN_UNDECIDED ? law->vals[r] : sn_value_refine(law, l, c16, key, n);
 }
 
 /* the value of read n of level l, its 16 bits taken from `word` (word n / 4 of the stream) */
@@ -120,7 +152,7 @@ int sn_read_values(uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *l
         int64_t r = t / nblk, w0 = (t % nblk) * block, w1 = w0 + block < numel ? w0 + block : numel;
         sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), w1 - w0, out + r * numel + w0);
     }
-    free(law);
+    sn_law_free(law);
     return 0;
 }
 
@@ -186,7 +218,7 @@ int sn_read_linear(uint64_t key, int64_t B, int64_t out, int64_t in, const float
         }
         for (int64_t j = 0; j < len; j++) yb[j] = v0 * sx + step * yb[j];
     }
-    free(law);
+    sn_law_free(law);
     return 0;
 }
 
@@ -207,7 +239,7 @@ int sn_read_linear_grad_input(uint64_t key, int64_t B, int64_t out, int64_t in, 
         for (int64_t j = 0; j < out; j++) sg += g[b * out + j];
         gx[t] = v0 * sg + step * sn_dot(law, levt + i * out, g + b * out, key, (uint64_t)(t * out), out);
     }
-    free(law);
+    sn_law_free(law);
     return 0;
 }
 
@@ -229,7 +261,7 @@ int sn_read_levels(uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *l
         uint8_t *o = out + r * numel + w0;
         for (int64_t w = 0; w < len; w++) o[w] = (uint8_t)buf[w];
     }
-    free(law);
+    sn_law_free(law);
     return 0;
 }
 
