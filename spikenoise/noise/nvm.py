@@ -330,8 +330,10 @@ class _NVMReader(Reader):
         if self._keyed is None:
             if self.em.n_levels > 255 or not KeyedReads.usable(self.stored):
                 return None
-            self._keyed = KeyedReads(self.em.level_index(self.stored), self.em.threshold_reads().thresholds,
-                                     self.values)
+            # stored values are exactly level values (quantized): a float32 pass finds their indices
+            v0, step = float(self.em.values[0]), self.em.step
+            levels = torch.round((self.stored - v0) / step).clamp_(0, self.em.n_levels - 1).to(torch.uint8)
+            self._keyed = KeyedReads(levels, self.em.threshold_reads().thresholds, self.values)
         return self._keyed
 
     def read(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
