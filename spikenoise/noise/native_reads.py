@@ -61,17 +61,11 @@ class KeyedReads:
             raise RuntimeError(f"native kernel {KERNEL!r} unavailable: {native.build_error(KERNEL)}")
         return lib
 
-    def read(self, key: int, rows: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def read(self, key: int, rows: int) -> torch.Tensor:
         """The read values ``(rows, *shape)`` (float32) of draw ``key``: row ``r`` holds reads ``r * numel + w``
-        (2-D weights: a transposed view, numbered as the module docstring says). ``out``: a
-        contiguous float32 tensor of ``rows * numel`` elements to write them into (reused memory)."""
+        (2-D weights: a transposed view, numbered as the module docstring says)."""
         numel = self.levels.numel()
-        if out is None:
-            out = torch.empty(rows, *self.levels.shape, dtype=torch.float32)
-        elif out.dtype != torch.float32 or out.numel() != rows * numel or not out.is_contiguous():
-            raise ValueError(f"out must be a contiguous float32 tensor of {rows * numel} elements, got "
-                             f"{out.dtype} {tuple(out.shape)}")
-        out = out.view(rows, *self.levels.shape)
+        out = torch.empty(rows, *self.levels.shape, dtype=torch.float32)
         rc = self._lib().sn_read_values(_u64(key), _i64(rows), _i64(numel), native.ptr(self.levels),
                                         native.ptr(self.thresholds), self.n_levels, native.ptr(self.values),
                                         native.ptr(out), torch.get_num_threads())
