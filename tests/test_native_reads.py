@@ -39,14 +39,19 @@ def _fused_reads(em, levels_per_output: torch.Tensor, rows: int, key: int) -> np
 
 
 @pytest.mark.parametrize("em", [MultiLevelNVM.noise_level(2), MultiLevelNVM(sigma=[0.3, 0.5, 0.7, 0.9], n_levels=4)])
-def test_fused_linear_reads_follow_the_confusion_row_of_every_level(em):
+def test_fused_and_materialized_reads_follow_the_confusion_row_of_every_level(em):
     L = em.n_levels
     levels = torch.arange(L).repeat_interleave(16)  # 16 outputs per level, end levels included
-    reads = _fused_reads(em, levels, 3000, key=11)
+    fused = _fused_reads(em, levels, 3000, key=11)
+    # the materializing path (per-sample convolution kernels, static draws): a 4-D level tensor
+    v = em.values.numpy()
+    values = _keyed(em, levels.view(L, 4, 2, 2)).read(12, 3000).reshape(3000, -1).numpy()
+    materialized = np.rint((values - v[0]) / (v[1] - v[0])).astype(np.int64)
     P = em.confusion
-    for lvl in range(L):
-        counts = np.bincount(reads[:, levels.numpy() == lvl].ravel(), minlength=L)
-        assert _pooled_chi2(counts, P[lvl]) > 1e-4, (lvl, counts)
+    for reads in (fused, materialized):
+        for lvl in range(L):
+            counts = np.bincount(reads[:, levels.numpy() == lvl].ravel(), minlength=L)
+            assert _pooled_chi2(counts, P[lvl]) > 1e-4, (lvl, counts)
 
 
 def test_reads_resolve_thresholds_inside_a_16_bit_bucket_at_52_bits():

@@ -327,9 +327,9 @@ class NoisySynapse:
         return d.materialize() if isinstance(d, KeyedDraw) else d
 
     def keyed_draw(self, x: torch.Tensor) -> KeyedDraw | None:
-        """This inference's static draw held as a key (one read per weight and batch row, regenerated
-        at every call, never materialized), drawn at its first read; None where the reader has no
-        keyed sampler (torch path), or when this inference already holds a materialized draw."""
+        """This inference's static draw held as a key (one read per weight and batch row; see
+        :class:`~spikenoise.noise.native_reads.KeyedDraw`), drawn at its first read; None where the
+        reader has no keyed sampler (torch path), or when this inference already holds a tensor draw."""
         if self._pinned is not None or self.draws != "row":
             return None
         if self._draw is None:
