@@ -302,6 +302,11 @@ class ThresholdReads:
         self._thr = torch.from_numpy(thr)
         self._device_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
+    @property
+    def thresholds(self) -> torch.Tensor:
+        """(L, L-1) int64 CDF thresholds on the ``2**52`` grid: a read of level ``l`` is ``#{k : thr[l, k] <= u}``."""
+        return self._thr
+
     def _on(self, device: torch.device):
         if device not in self._device_cache:
             self._device_cache[device] = tuple(t.to(device) for t in (self._h, self._off, self._thr))

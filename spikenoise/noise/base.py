@@ -237,6 +237,11 @@ class Reader:
         """``n`` independent reads of every stored value: shape ``(n, *stored.shape)``."""
         return self.error_model.read(self.stored, n, generator)
 
+    def keyed(self) -> Any:
+        """A :class:`~spikenoise.noise.native_reads.KeyedReads` of these values (reads addressed by a
+        key, never materialized), or None where the error model or platform has none (default)."""
+        return None
+
     def linear(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, out)``: row ``b`` of ``x`` ``(B, in)`` times its own fresh read of ``stored`` ``(out, in)``.
 

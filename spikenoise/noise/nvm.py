@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from scipy.special import ndtr, ndtri
 
-from ._tables import SumOfReads, ThresholdReads
+from .. import native
+from ._tables import ReadPlan, SumOfReads, ThresholdReads
+from .native_reads import KeyedReads
 from .base import DiscreteLevels, ErrorModel, Reader, check_reads
 
 __all__ = ["MultiLevelNVM", "NOISE_LEVEL_P0"]
@@ -310,13 +312,40 @@ class _NVMReader(Reader):
 
     def __init__(self, em: MultiLevelNVM, stored: torch.Tensor):
         super().__init__(em, stored)
-        self.plan = em.threshold_reads().plan(em.level_index(stored))
+        self.em = em
         self.values = em.values
+        self._plan: ReadPlan | None = None
+        self._keyed: KeyedReads | None = None
+
+    @property
+    def plan(self) -> ReadPlan:
+        """The torch sampler's per-weight terms (built at first use)."""
+        if self._plan is None:
+            self._plan = self.em.threshold_reads().plan(self.em.level_index(self.stored))
+        return self._plan
+
+    def keyed(self) -> KeyedReads | None:
+        """The native keyed sampler of these weights (same law), or None where it does not apply
+        (``SPIKENOISE_NATIVE=0``, no compiler, CUDA, not float32, more than 255 levels)."""
+        if self._keyed is None:
+            if self.em.n_levels > 255 or not KeyedReads.usable(self.stored):
+                return None
+            # stored values are exactly level values (quantized): a float32 pass finds their indices
+            v0, step = float(self.em.values[0]), self.em.step
+            levels = torch.round((self.stored - v0) / step).clamp_(0, self.em.n_levels - 1).to(torch.uint8)
+            self._keyed = KeyedReads(levels, self.em.threshold_reads().thresholds, self.values)
+        return self._keyed
 
     def read(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        keyed = self.keyed()
+        if keyed is not None:
+            return keyed.read(native.key_from(generator), n)
         return self.plan.read(n, self.values, self.stored.dtype, generator)
 
     def linear(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.stored.dim() != 2:
             return super().linear(x, generator)
+        keyed = self.keyed() if x.dim() == 2 and KeyedReads.usable(x) else None
+        if keyed is not None:
+            return keyed.linear(x, native.key_from(generator))
         return self.plan.linear(x, self.values, generator)

@@ -38,6 +38,8 @@ import torch
 import torch.nn as nn
 
 from ..noise.base import NONFINITE, ErrorModel, Reader, check_flag, error_model_from_config
+from .. import native
+from ..noise.native_reads import KeyedDraw
 from ..noise.nvm import MultiLevelNVM
 
 __all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE", "Draw", "check_choice",
@@ -296,7 +298,7 @@ class NoisySynapse:
 
     def draw_reads(self, stored: torch.Tensor, draw: Draw) -> torch.Tensor:
         """The read weights ``(n, *W.shape)`` (no gradient) of ``draw``."""
-        return draw
+        return draw.materialize() if isinstance(draw, KeyedDraw) else draw
 
     def draw_rows(self, draw: Draw) -> int:
         """How many rows (chips) ``draw`` holds."""
@@ -321,7 +323,23 @@ class NoisySynapse:
     @property
     def draw(self) -> Draw | None:
         """The draw in use: the pinned one, else this inference's static draw (None before its first read)."""
-        return self._pinned if self._pinned is not None else self._draw
+        d = self._pinned if self._pinned is not None else self._draw
+        return d.materialize() if isinstance(d, KeyedDraw) else d
+
+    def keyed_draw(self, x: torch.Tensor) -> KeyedDraw | None:
+        """This inference's static draw held as a key (one read per weight and batch row; see
+        :class:`~spikenoise.noise.native_reads.KeyedDraw`), drawn at its first read; None where the
+        reader has no keyed sampler (torch path), or when this inference already holds a tensor draw."""
+        if self._pinned is not None or self.draws != "row":
+            return None
+        if self._draw is None:
+            keyed = self.reader().keyed()
+            if keyed is None or not keyed.usable(x):
+                return None
+            self._draw = KeyedDraw(keyed, native.key_from(), x.shape[0], self.stored_weight().dtype)
+        if not isinstance(self._draw, KeyedDraw) or self._draw.rows != x.shape[0] or not self._draw.reads.usable(x):
+            return None  # draw_for materializes it, or names the batch mismatch
+        return self._draw
 
     @property
     def pinned(self) -> bool:

@@ -229,6 +229,14 @@ class NoisyLinear(_Engine, nn.Linear):
             if wq.requires_grad and torch.is_grad_enabled():
                 y = y + F.linear(x, wq - wq.detach())  # straight-through gradient to the hidden weights
             return self.scale_and_bias(y)
+        if mode == "frozen" and x.dim() == 2:
+            keyed = self.keyed_draw(x)
+            if keyed is not None:
+                # a static draw per row as a key: every call of this inference sees the same reads
+                y = keyed.linear(x).to(x.dtype)
+                if wq.requires_grad and torch.is_grad_enabled():
+                    y = y + F.linear(x, wq - wq.detach())  # straight-through gradient to the hidden weights
+                return self.scale_and_bias(y)
         if mode in ("frozen", "per_row"):
             return self.drawn_forward(x, wq)
         # per spike: every row of every middle dim is its own set of reads
