@@ -46,8 +46,9 @@ from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import TAU_INIT, V_TH, LeakyReadout, spikgru_step, time_constant
+from spikenoise.neurons.fused import spikgru_sequence
 
-from .base import KWSModel, leaky_readout_mean, project_sequence
+from .base import KWSModel, leaky_readout_mean, project_sequence, recurrent_operands
 from .registry import register_model
 
 __all__ = ["SpikGRULayer", "SRNN", "SRNN_GAMMA"]
@@ -85,8 +86,12 @@ class SpikGRULayer(nn.Module):
         return spikgru_step(wz, wi, uz, ui, state, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        """The whole sequence ``x`` ``(B, T, in)`` -> spikes ``(B, T, H)`` (input projection in one call)."""
+        """The whole sequence ``x`` ``(B, T, in)`` -> spikes ``(B, T, H)`` (input projection in one call;
+        the recurrence fused as in ``LightGRULayer.run`` where the reads allow)."""
         wx = project_sequence(self.W, x)
+        fused = recurrent_operands(self.U, x.shape[0], wx.dtype)
+        if fused is not None:
+            return spikgru_sequence(wx, *fused, self.alpha.clamp(0.0, 1.0), self.threshold, self.gamma)
         z0 = x.new_zeros(x.shape[0], self.n_hidden)
         state = (z0, z0, z0)
         spikes = []
