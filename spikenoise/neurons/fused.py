@@ -71,7 +71,10 @@ class _Recurrent:
 def _inputs_with_bias(wx: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``wx + bias`` time-major ``(T, B, 2H)``, contiguous."""
     x = wx.transpose(0, 1)
-    return (x + bias) if bias is not None else x.contiguous()
+    if bias is None:
+        return x.contiguous()
+    # out= keeps the result time-major (x + bias alone would keep x's batch-major strides)
+    return torch.add(x, bias, out=wx.new_empty(x.shape))
 
 
 def _shifted(seq: torch.Tensor) -> torch.Tensor:
