@@ -28,8 +28,9 @@ from spikenoise.noise.base import ErrorModel
 from spikenoise.synapse import NoisyLinear
 
 from spikenoise.neurons import LeakyReadout, light_gru_step
+from spikenoise.neurons.fused import light_gru_sequence
 
-from .base import KWSModel, leaky_readout_mean, project_sequence
+from .base import KWSModel, leaky_readout_mean, project_sequence, recurrent_operands
 from .registry import register_model
 
 __all__ = ["LightGRULayer", "RNN"]
@@ -58,9 +59,14 @@ class LightGRULayer(nn.Module):
         """The whole sequence ``x`` ``(B, T, in)`` -> hidden states ``(B, T, H)``.
 
         The input projection ``W x_t`` of all timesteps is one call (:func:`project_sequence`);
-        only the recurrent ``U h_{t-1}`` is stepped.
+        only the recurrent ``U h_{t-1}`` is stepped: in training with weights that are the same at
+        every step (no errors, static) as one fused node with a hand-written backward
+        (:func:`~spikenoise.neurons.fused.light_gru_sequence`), else one ``U`` call per step.
         """
         wx = project_sequence(self.W, x)
+        fused = recurrent_operands(self.U, x.shape[0], wx.dtype)
+        if fused is not None:
+            return light_gru_sequence(wx, *fused)
         h = x.new_zeros(x.shape[0], self.n_hidden)
         hs = []
         for wx_t in wx.unbind(1):  # unbind: one backward node (slicing would add a full-size zero grad per step)

@@ -4,7 +4,9 @@
 
 keys: preset (embedded preset, default tiny), ntrain/nval/ntest, hidden (e.g. 64,64), channels,
 epochs (8), bs (32), lr (1e-3), wlr (3e-2), seed (0), threads (1), m_<kw>=<json> (model kwargs,
-e.g. m_gamma=10), save=PATH (state dict). Prints per-epoch train/val accuracy and seconds, the
+e.g. m_gamma=10), save=PATH (state dict); SRNN initialisation levers (issue 13 item 2): gate_bias=B
+(b_z of every layer's W = B, of U = 0), fc_scale=K (readout scale x K), spike_scale=K (scale x K on
+every synapse receiving spikes). Prints per-epoch train/val accuracy and seconds, the
 final test accuracy, training clips/s (training clips x epochs / wall, validation included) and
 clean evaluation clips/s.
 """
@@ -35,6 +37,18 @@ for k in list(kv):
         mk[k[2:]] = json.loads(kv[k])
 torch.manual_seed(derive_seed(seed, name, "init"))
 m = build_model(name, n_classes=len(d.classes), **mk)
+with torch.no_grad():
+    if "gate_bias" in kv:
+        for layer in m.layers:
+            layer.W.bias[:layer.n_hidden] = float(kv["gate_bias"])
+            layer.U.bias[:layer.n_hidden] = 0.0
+    if "fc_scale" in kv:
+        m.fc.scale.mul_(float(kv["fc_scale"]))
+    if "spike_scale" in kv:
+        for k, layer in enumerate(m.layers):
+            for syn in ([layer.W] if k else []) + [layer.U]:
+                syn.scale.mul_(float(kv["spike_scale"]))
+        m.fc.scale.mul_(float(kv["spike_scale"]))
 t0 = time.perf_counter()
 hist = fit(m, tl, vl, epochs=int(kv.get("epochs", 8)), lr=float(kv.get("lr", 1e-3)),
            weight_lr=float(kv.get("wlr", 3e-2)), seed=derive_seed(seed, name, "agnostic"), progress=False,

@@ -433,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", action="store_true",
                     help="instead: training and evaluation clips/s of the model zoo (batch 32)")
     ap.add_argument("--quick", action="store_true", help="with --models: fewer repetitions")
+    ap.add_argument("--zoo", nargs="+", choices=ZOO, default=list(ZOO), help="with --models: these models only")
+    ap.add_argument("--zoo-errors", nargs="+", choices=ZOO_ERRORS, default=list(ZOO_ERRORS),
+                    help="with --models: these error types only")
     ap.add_argument("--old", help="with --models: JSON of the same measurement on another checkout, "
                                   "shown as speed-up columns")
     ap.add_argument("--_peak", nargs=3, help=argparse.SUPPRESS)
@@ -446,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.models:
         from spikenoise.models import build_model
 
-        rows = zoo_throughput(build_model, MultiLevelNVM.noise_level(NOISE), reps=1 if args.quick else 3)
+        rows = zoo_throughput(build_model, MultiLevelNVM.noise_level(NOISE), models=args.zoo, errors=args.zoo_errors,
+                              reps=1 if args.quick else 3)
         old = None
         if args.old:
             with open(args.old) as fh:

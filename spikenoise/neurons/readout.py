@@ -35,5 +35,18 @@ class LeakyReadout(nn.Module):
     def forward(self, cur: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
         return leaky_step(cur, m, self.beta.clamp(0.0, 1.0))
 
+    def mean_over_time(self, cur: torch.Tensor) -> torch.Tensor:
+        """``mean_t m_t`` ``(B, n)`` of the integrators driven by ``cur`` ``(B, T, n)`` from rest.
+
+        The same as stepping :meth:`forward` over time and averaging, in closed form:
+        ``mean_t m_t = (1/T) sum_k cur_k sum_{j < T-k} beta^j`` (a few whole-sequence ops instead of
+        three autograd nodes per timestep).
+        """
+        T, n = cur.shape[1], cur.shape[2]
+        beta = self.beta.clamp(0.0, 1.0).to(cur.dtype)
+        powers = torch.cat([beta.new_ones(1, n), beta.expand(T - 1, n)]).cumprod(0)  # beta^j, j < T
+        weight = powers.cumsum(0).flip(0)  # weight[k] = sum_{j < T-k} beta^j
+        return torch.einsum("btn,tn->bn", cur, weight) / T
+
     def extra_repr(self) -> str:
         return f"n={self.beta.numel()}, beta init 0.8 clamped [0,1], logits = mean_t m_t"
