@@ -92,3 +92,15 @@ def test_a_new_error_model_works_on_arrays_chips_and_checkpoints():
     copy = tile(nn.Sequential(nn.Linear(6, 4)), array=(4, 4), adc_bits=None, input_bits=None, input_range=1.0)
     copy.load_state_dict(net.state_dict())
     assert copy[0].error_model == em and torch.allclose(copy(x), expected, atol=1e-5)
+
+
+def test_draws_batch_under_per_spike_reads_says_it_does_not_apply():
+    torch.manual_seed(0)
+    layer = sn.NoisyLinear(8, 5, error_model=sn.MultiLevelNVM.noise_level(3), errors="dynamic", reads="spike",
+                           draws="batch")
+    assert "draws='batch' does not apply" in layer.when_drawn()
+    x = torch.ones(64, 8)  # identical spike rows: per-spike reads still differ row by row
+    y = layer(x)
+    assert not torch.allclose(y, y[:1].expand_as(y))
+    layer.set_errors(draws="row")
+    assert "does not apply" not in layer.when_drawn()

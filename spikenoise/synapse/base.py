@@ -13,7 +13,8 @@ per-layer ``scale``: ``y = scale * (x (*) W_read) + bias``. When ``W_read`` is d
     ``"spike"`` once per incoming spike (see :mod:`spikenoise.synapse.layers`).
 ``draws``
     ``"row"`` (default): every batch row gets its own draw. ``"batch"``: one draw shared by all
-    rows of a call (per-minibatch noise injection; static and per-step reads only).
+    rows of a call (per-minibatch noise injection; static and per-step reads only: under dynamic
+    per-spike reads every spike is its own read, which :meth:`NoisySynapse.when_drawn` says).
 ``nonfinite``
     What a NaN/inf in the input or the hidden weights does: ``"raise"`` a ValueError naming the
     layer (one ``isfinite`` check per call), or ``"propagate"`` it as IEEE arithmetic does. None
@@ -234,7 +235,8 @@ class NoisySynapse:
             approx = (", gaussian approximation" if self.sampler == "gaussian" and self.draws == "row"
                       and isinstance(self, nn.Linear) else "")
             return f"fresh draw {who} at every call (timestep){approx}"
-        return f"fresh draw at every incoming spike (sampler={self.sampler})"
+        shared = "; draws='batch' does not apply: every spike is its own read" if self.draws == "batch" else ""
+        return f"fresh draw at every incoming spike (sampler={self.sampler}{shared})"
 
     def synapse_repr(self) -> str:
         return (f"errors={self.errors!r}, reads={self.reads!r}, error_model={self.error_model!r}, "
