@@ -8,19 +8,53 @@ sorted int64 key array ``row * 2**bits + threshold``. A look-up table on the top
 uniform resolves almost every draw with one gather; the few uniforms that fall into a bucket
 holding a threshold are resolved exactly by ``torch.searchsorted`` on the key array.
 
+On CPU tensors the draws run natively when the ``tables`` kernel builds (``spikenoise/native/tables.c``,
+see :mod:`spikenoise.native`): one 64-bit word of a counter-based stream per draw, its top bits
+both the bucket and the full ``2**-bits`` uniform of the same inversion (same thresholds, same
+exact search in mixed buckets). The torch path remains for CUDA and ``SPIKENOISE_NATIVE=0``.
+
 Sums of more than :data:`TABLE_MAX_N` reads are not tabulated (tables grow like ``n**2``): the
 per-level counts of the reads are drawn as a multinomial (:meth:`SumOfReads.sample_counts`).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
 import torch
 
+from .. import native
+
 _MAX_BITS = 52  # float64 CDFs carry 53 bits; more would be false precision
 _MIXED = np.iinfo(np.int64).min  # look-up-table entry: bucket holds a threshold, search exactly
 _MIXED32 = int(np.iinfo(np.int32).min)
+_I64, _INT, _U64, _PTR, _DBL = ctypes.c_int64, ctypes.c_int, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_double
+_TABLE_ARGS = [_PTR, _PTR, _PTR, _I64, _INT, _INT]  # keys, lut, value_at, n_rows, bits, lut_bits
+_NATIVE_MIXED_LIMIT = -(1 << 30)  # native look-up entries below: mixed bucket, entry - int32 min = key position
+#: look-up-table entries of the native sampler: 2**16 int32 per table (256 KiB) stay in the L2
+#: cache even when a draw's row and bucket are random; a mixed bucket costs only a step or two
+#: (the native entry points at the bucket's first key), so a coarser table is the faster one
+NATIVE_LUT_ENTRIES = 1 << 19
+_SIGNATURES = {
+    "sn_table_sample": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _INT],
+    "sn_table_sample_lookup": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _I64, _INT, _PTR, _INT],
+    "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _INT, _PTR, _I64, _I64, _U64, _PTR, _INT,
+                                         _I64, _DBL, _INT, _PTR],
+}
+
+
+def _kernels(*tensors: torch.Tensor) -> ctypes.CDLL | None:
+    """The ``tables`` native library (argument types set), or None: CUDA tensors, or native off/unbuilt."""
+    if not native.available("tables", *tensors):
+        return None
+    lib = native.load("tables")
+    if not getattr(lib, "_sn_typed", False):
+        for name, args in _SIGNATURES.items():
+            getattr(lib, name).argtypes = args
+            getattr(lib, name).restype = None if name == "sn_add_packed_sums" else _I64
+        lib._sn_typed = True
+    return lib
 
 
 class InverseCDFTable:
@@ -78,6 +112,7 @@ class InverseCDFTable:
         self._lut = torch.from_numpy(np.where(lut == _MIXED, _MIXED32, lut).astype(np.int32).reshape(-1))
         self._value_at = torch.from_numpy(value_at)
         self._device_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+        self._native: tuple | None = None
 
     def _on(self, device: torch.device):
         if device not in self._device_cache:
@@ -95,6 +130,9 @@ class InverseCDFTable:
         Returns the drawn integer values (int64), or ``lookup[value]`` when ``lookup`` is given
         (e.g. the digital value of a read level), same shape as ``rows``.
         """
+        lib = _kernels(rows) if lookup is None else _kernels(rows, lookup)
+        if lib is not None:
+            return self._sample_native(lib, rows, generator, lookup)
         keys, lut, value_at = self._on(rows.device)
         flat = rows.reshape(-1)
         out = torch.empty(flat.shape, device=rows.device,
@@ -128,6 +166,51 @@ class InverseCDFTable:
                     v[mixed] = found.to(torch.int32)
             if lookup is not None:
                 dst.copy_(lookup[v])
+        return out.reshape(rows.shape)
+
+    def _native_table(self) -> tuple:
+        """The leading arguments of every native call: keys, look-up table, values, sizes.
+
+        The native look-up table has its own (coarser) bucket count, and its mixed entries point at
+        the bucket's first key (``int32 min + position``) instead of a plain marker.
+        """
+        if self._native is None:
+            keys, value_at = self._keys.numpy(), self._value_at.numpy()
+            if keys.size >= (1 << 30) or np.abs(value_at).max(initial=0) >= (1 << 30):
+                raise ValueError("table too large for the native sampler")
+            lut_bits = int(max(1, min(self.bits, math.floor(math.log2(max(2, NATIVE_LUT_ENTRIES // self.n_rows))))))
+            shift = self.bits - lut_bits
+            starts = ((np.arange(self.n_rows, dtype=np.int64)[:, None] << self.bits)
+                      + (np.arange(1 << lut_bits, dtype=np.int64) << shift)).reshape(-1)
+            lo = np.searchsorted(keys, starts, side="right")  # first key above the bucket's start
+            hi = np.searchsorted(keys, starts + ((1 << shift) - 1), side="right")  # ... above its end
+            lut = np.where(lo == hi, value_at[np.minimum(lo, keys.size - 1)], np.iinfo(np.int32).min + lo)
+            self._native = (torch.from_numpy(lut.astype(np.int32)), lut_bits)
+        lut, lut_bits = self._native
+        return (native.ptr(self._keys), native.ptr(lut), native.ptr(self._value_at), self.n_rows, self.bits,
+                lut_bits)
+
+    def _sample_native(self, lib, rows, generator, lookup) -> torch.Tensor:
+        flat = rows.reshape(-1)
+        if flat.dtype not in (torch.int32, torch.int64):
+            flat = flat.to(torch.int64)
+        flat = flat.contiguous()
+        rows64 = int(flat.dtype == torch.int64)
+        key = native.key_from(generator)
+        threads = torch.get_num_threads()
+        if lookup is None:
+            out = torch.empty(flat.shape, dtype=torch.int64)
+            bad = lib.sn_table_sample(*self._native_table(), native.ptr(flat), rows64, flat.numel(), key,
+                                      native.ptr(out), threads)
+        else:
+            table = lookup.contiguous()
+            out = torch.empty(flat.shape, dtype=lookup.dtype)
+            bad = lib.sn_table_sample_lookup(*self._native_table(), native.ptr(flat), rows64, flat.numel(), key,
+                                             native.ptr(table), table.numel(), table.element_size(),
+                                             native.ptr(out), threads)
+        if bad:
+            raise IndexError(f"{bad} row indices outside [0, {self.n_rows})"
+                             + ("" if lookup is None else f" or drawn values outside lookup of {lookup.numel()}"))
         return out.reshape(rows.shape)
 
 
@@ -194,6 +277,85 @@ class SumOfReads:
         self._table = InverseCDFTable(pmfs, offs)
         self.n_max = n_max
 
+    def _ensure(self, need: int) -> None:
+        """Tables for every ``n <= need`` (``need <= table_max_n``), grown by doubling."""
+        if need > self.n_max:
+            self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
+
+    def add_packed_sums(self, out: torch.Tensor, packs: list[tuple[torch.Tensor, list[int]]], bits: int,
+                        alpha: float, generator: torch.Generator | None = None) -> None:
+        """``out += alpha * sum_j e_j``: ``e_j`` the summed error (level steps) of ``n_j`` reads of level ``levels[j]``.
+
+        Args:
+            out: float32/float64 tensor (any strides) updated in place.
+            packs: ``(packed, levels)`` pairs; ``packed`` (shape of ``out``, float holding exact integers)
+                is ``sum_j n_j * 2**(bits * j)`` over ``j < len(levels)`` (a single level: ``n_0`` itself).
+            bits: bits per packed count.
+            alpha: scale of the drawn errors (e.g. the level step, signed).
+
+        On the CPU with the native kernel, each element's counts are unpacked, drawn and summed in
+        one pass (no per-level temporaries); otherwise in torch.
+        """
+        rest = [(packed, levels) for packed, levels in packs
+                if not self._add_packed_native(out, packed, levels, bits, alpha, generator)]
+        if not rest:
+            return
+        counts = []
+        for packed, levels in rest:
+            p = torch.round(packed).to(torch.int64)
+            for j in range(len(levels)):
+                counts.append((p >> (bits * j)) & ((1 << bits) - 1) if len(levels) > 1 else p)
+        level_ids = torch.tensor([lvl for _, levels in rest for lvl in levels], device=out.device)
+        drawn = self.sample(level_ids.view(-1, *([1] * out.dim())), torch.stack(counts), generator)
+        out.add_(drawn.sum(0).to(out.dtype), alpha=alpha)
+
+    def packed_temp_bytes(self, n_levels: int, device: torch.device) -> int:
+        """Bytes of temporaries per output element that :meth:`add_packed_sums` needs for ``n_levels`` levels."""
+        if device.type == "cpu" and native.load("tables") is not None:
+            return 0  # unpacked, drawn and summed element by element
+        return n_levels * 3 * 8  # int64 counts, their stack, the drawn errors
+
+    def _add_packed_native(self, out, packed, levels, bits, alpha, generator) -> bool:
+        """:meth:`add_packed_sums` for one pack natively; False (nothing done) when it cannot."""
+        lib = _kernels(out, packed)
+        if (lib is None or packed.dtype not in (torch.float32, torch.float64) or packed.shape != out.shape
+                or out.dtype not in (torch.float32, torch.float64) or not out.dim() or not out[0].is_contiguous()
+                or bits * len(levels) > 63):
+            return False
+        if not packed.numel():
+            return True
+        packed = packed.contiguous()
+        level = torch.tensor(levels, dtype=torch.int64)
+        stats = torch.zeros(2, dtype=torch.int64)
+        self._ensure(0)
+
+        def run(skip_upto: int) -> tuple[int, int]:
+            lib.sn_add_packed_sums(*self._table._native_table(), native.ptr(packed),  # type: ignore[union-attr]
+                                   int(packed.dtype == torch.float64), out.shape[0], packed.numel() // out.shape[0],
+                                   len(levels), bits, native.ptr(level), self.n_max, skip_upto,
+                                   native.key_from(generator), ctypes.c_void_p(out.data_ptr()),
+                                   int(out.dtype == torch.float64), out.stride(0), float(alpha),
+                                   torch.get_num_threads(), native.ptr(stats))
+            return int(stats[0]), int(stats[1])
+
+        # one pass with the tables at hand; the rare elements with larger counts get a second pass
+        # once the tables have grown (they were left untouched by the first)
+        bad, top = run(-1)
+        if bad and top < 0:
+            raise ValueError("read counts must be >= 0, got a negative packed count")
+        if bad:
+            done = self.n_max
+            self._ensure(min(top, self.table_max_n))
+            bad, top = run(done)
+            if bad:  # counts above table_max_n: multinomial counts, in torch
+                p = torch.round(packed).to(torch.int64)
+                counts = [(p >> (bits * j)) & ((1 << bits) - 1) for j in range(len(levels))]
+                big = torch.stack(counts).amax(0) > self.n_max
+                drawn = sum(self.sample(torch.full((int(big.sum()),), lvl), c[big], generator)
+                            for lvl, c in zip(levels, counts))
+                out[big] += alpha * drawn.to(out.dtype)
+        return True
+
     def sample(self, level: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Summed error (int64, in level steps) of ``n`` reads of ``level``; broadcastable int tensors."""
         if n.numel() and bool((n < 0).any()):
@@ -208,8 +370,7 @@ class SumOfReads:
                 out[small] = self.sample(level[small], n[small], generator)
             out[large] = self.sample_counts(level[large], n[large], generator)
             return out
-        if need > self.n_max:
-            self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
+        self._ensure(need)
         dtype = torch.int32 if self.n_levels * (self.n_max + 1) < 2 ** 31 else torch.int64
         rows = n.to(dtype) + level.to(dtype) * (self.n_max + 1)
         return self._table.sample(rows, generator)  # type: ignore[union-attr]

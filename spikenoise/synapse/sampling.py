@@ -185,10 +185,11 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     dtype, bits, per = _packing(len(noisy), max_count)
     groups_of = [noisy[i:i + per] for i in range(0, len(noisy), per)]
     out_ch = wq.shape[0]
-    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * (8 + len(noisy) * 3 * 8)) * len(parts)
+    # per output channel: its masks and packed counts, and what drawing from them needs
+    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * (8 * len(groups_of) + sums.packed_temp_bytes(
+        len(noisy), x.device))) * len(parts)
     budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
     chunk = out_ch if groups != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
-    level_ids = torch.tensor(noisy, device=x.device).view(-1, *([1] * clean.dim()))
     with torch.no_grad():
         for o0 in range(0, out_ch, chunk):
             o1 = min(out_ch, o0 + chunk)
@@ -203,11 +204,6 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
                 cache[key] = masks
             for sgn, xp in parts:
                 xq = xp.to(dtype)
-                counts = []
-                for grp, mask in zip(groups_of, cache[key]):
-                    packed = torch.round(op(xq, mask)).to(torch.int64)
-                    for j in range(len(grp)):
-                        counts.append((packed >> (bits * j)) & ((1 << bits) - 1) if len(grp) > 1 else packed)
-                drawn = sums.sample(level_ids, torch.stack(counts))  # (levels, B, chunk, ...)
-                err[:, o0:o1].add_(drawn.sum(0).to(err.dtype), alpha=sgn * step)
+                packs = [(op(xq, mask), grp) for grp, mask in zip(groups_of, cache[key])]
+                sums.add_packed_sums(err[:, o0:o1], packs, bits, sgn * step)
     return clean + err
