@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -282,7 +283,7 @@ class SumOfReads:
         if need > self.n_max:
             self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
 
-    def add_packed_sums(self, out: torch.Tensor, packs: list[tuple[torch.Tensor, list[int]]], bits: int,
+    def add_packed_sums(self, out: torch.Tensor, packs: Iterable[tuple[torch.Tensor, list[int]]], bits: int,
                         alpha: float, generator: torch.Generator | None = None) -> None:
         """``out += alpha * sum_j e_j``: ``e_j`` the summed error (level steps) of ``n_j`` reads of level ``levels[j]``.
 
@@ -290,6 +291,7 @@ class SumOfReads:
             out: float32/float64 tensor (any strides) updated in place.
             packs: ``(packed, levels)`` pairs; ``packed`` (shape of ``out``, float holding exact integers)
                 is ``sum_j n_j * 2**(bits * j)`` over ``j < len(levels)`` (a single level: ``n_0`` itself).
+                A generator lets each pack be computed just before it is drawn from and freed after.
             bits: bits per packed count.
             alpha: scale of the drawn errors (e.g. the level step, signed).
 
@@ -309,11 +311,12 @@ class SumOfReads:
         drawn = self.sample(level_ids.view(-1, *([1] * out.dim())), torch.stack(counts), generator)
         out.add_(drawn.sum(0).to(out.dtype), alpha=alpha)
 
-    def packed_temp_bytes(self, n_levels: int, device: torch.device) -> int:
-        """Bytes of temporaries per output element that :meth:`add_packed_sums` needs for ``n_levels`` levels."""
+    def packed_temp_bytes(self, n_levels: int, n_packs: int, packed_bytes: int, device: torch.device) -> int:
+        """Bytes per output element that :meth:`add_packed_sums` holds at once: ``n_packs`` packs of
+        ``packed_bytes`` each (for ``n_levels`` levels in all) and what drawing from them needs."""
         if device.type == "cpu" and native.load("tables") is not None:
-            return 0  # unpacked, drawn and summed element by element
-        return n_levels * 3 * 8  # int64 counts, their stack, the drawn errors
+            return packed_bytes  # one pack at a time, drawn and summed element by element
+        return n_packs * packed_bytes + n_levels * 3 * 8  # all packs; int64 counts, their stack, the draws
 
     def _add_packed_native(self, out, packed, levels, bits, alpha, generator) -> bool:
         """:meth:`add_packed_sums` for one pack natively; False (nothing done) when it cannot."""

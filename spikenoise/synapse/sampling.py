@@ -186,8 +186,8 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     groups_of = [noisy[i:i + per] for i in range(0, len(noisy), per)]
     out_ch = wq.shape[0]
     # per output channel: its masks and packed counts, and what drawing from them needs
-    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * (8 * len(groups_of) + sums.packed_temp_bytes(
-        len(noisy), x.device))) * len(parts)
+    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * sums.packed_temp_bytes(
+        len(noisy), len(groups_of), torch.finfo(dtype).bits // 8, x.device)) * len(parts)
     budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
     chunk = out_ch if groups != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
     with torch.no_grad():
@@ -204,6 +204,6 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
                 cache[key] = masks
             for sgn, xp in parts:
                 xq = xp.to(dtype)
-                packs = [(op(xq, mask), grp) for grp, mask in zip(groups_of, cache[key])]
+                packs = ((op(xq, mask), grp) for grp, mask in zip(groups_of, cache[key]))
                 sums.add_packed_sums(err[:, o0:o1], packs, bits, sgn * step)
     return clean + err
