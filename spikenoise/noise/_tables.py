@@ -42,6 +42,7 @@ _SIGNATURES = {
     "sn_table_sample_lookup": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _I64, _INT, _PTR, _INT],
     "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _INT, _PTR, _I64, _I64, _U64, _PTR, _INT,
                                          _I64, _DBL, _INT, _PTR],
+    "sn_tables_simd": [_INT],
 }
 
 
