@@ -84,9 +84,11 @@ static inline int64_t sn_packed_at(const void *packed, int packed64, int64_t i) 
 typedef struct {
     sn_table t;
     const void *packed;
-    int packed64, n_fields, field_bits, err64;
-    int64_t mask, n_max, skip_upto;
-    int64_t base[64]; /* level[j] * (n_max + 1): the row of count 0 of field j */
+    int packed64, n_fields, err64;
+    int64_t n_max, skip_upto;
+    int64_t base[64];  /* level[j] * (n_max + 1): the row of count 0 of field j */
+    int64_t shift[64]; /* where field j starts: the widths before it */
+    int64_t mask[64];  /* 2**width[j] - 1 */
     uint64_t key;
     double alpha;
 } sn_packed_job;
@@ -97,7 +99,7 @@ static inline void sn_packed_one(const sn_packed_job *job, int64_t i, void *dst,
     if (p < 0) { (*bad)++; *over = INT64_MAX; return; }
     int64_t top = 0;
     for (int j = 0; j < job->n_fields; j++) {
-        const int64_t c = (p >> (job->field_bits * j)) & job->mask;
+        const int64_t c = (p >> job->shift[j]) & job->mask[j];
         top = c > top ? c : top;
     }
     if (top <= job->skip_upto) return;
@@ -105,7 +107,7 @@ static inline void sn_packed_one(const sn_packed_job *job, int64_t i, void *dst,
     int64_t total = 0;
     const uint64_t w0 = (uint64_t)i * (uint64_t)job->n_fields;
     for (int j = 0; j < job->n_fields; j++) {
-        const int64_t c = (p >> (job->field_bits * j)) & job->mask;
+        const int64_t c = (p >> job->shift[j]) & job->mask[j];
         if (c) total += sn_draw(&job->t, job->base[j] + c, sn_word(job->key, w0 + (uint64_t)j));
     }
     if (total == 0) return;
@@ -128,7 +130,6 @@ SN_AVX512 static int64_t sn_packed_avx512(const sn_packed_job *job, int64_t i0, 
     const __m512i m1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
     const __m512i m2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
     const __m512i keyv = _mm512_set1_epi64((long long)job->key);
-    const __m512i maskv = _mm512_set1_epi64(job->mask);
     const __m512i nmax = _mm512_set1_epi64(job->n_max);
     const __m512i skip = _mm512_set1_epi64(job->skip_upto);
     const __m256i limit = _mm256_set1_epi32(-(1 << 30));
@@ -145,7 +146,8 @@ SN_AVX512 static int64_t sn_packed_avx512(const sn_packed_job *job, int64_t i0, 
         __m512i c[64];
         __m512i top = _mm512_setzero_si512();
         for (int j = 0; j < nf; j++) {
-            c[j] = _mm512_and_si512(_mm512_srl_epi64(p, _mm_cvtsi32_si128(job->field_bits * j)), maskv);
+            c[j] = _mm512_and_si512(_mm512_srl_epi64(p, _mm_cvtsi32_si128((int)job->shift[j])),
+                                    _mm512_set1_epi64(job->mask[j]));
             top = _mm512_max_epi64(top, c[j]);
         }
         if (_mm512_cmplt_epi64_mask(p, _mm512_setzero_si512()) || _mm512_cmpgt_epi64_mask(top, nmax)
@@ -213,20 +215,24 @@ int sn_tables_simd(int on) {
 
 /* err[o * err_stride + e] += alpha * sum_j (summed error of n_j reads of level level[j]) for the
  * packed counts `packed` (n_outer, n_inner) contiguous, element i = o * n_inner + e holding
- * sum_j n_j 2**(field_bits j) as an exactly integral float (float64 when packed64, else float32).
+ * sum_j n_j 2**(width[0] + ... + width[j - 1]) as an exactly integral float (float64 when
+ * packed64, else float32), 0 <= n_j < 2**width[j], the widths adding up to at most 63.
  * Count n_j is drawn from table row level[j] * (n_max + 1) + n_j with word i * n_fields + j; a
  * zero count draws nothing (its row is the point mass at 0). Only elements with some count above
  * `skip_upto` are done (-1: all); elements with a count above n_max (no row) are left unchanged:
  * stats[0] gets how many, stats[1] their largest count (stats[1] = -1: a negative element). */
 void sn_add_packed_sums(const int64_t *restrict keys, const int32_t *restrict lut, const int64_t *restrict value_at,
                         int64_t n_rows, int bits, int lut_bits, const void *packed, int packed64, int64_t n_outer,
-                        int64_t n_inner, int n_fields, int field_bits, const int64_t *restrict level,
+                        int64_t n_inner, int n_fields, const int64_t *restrict width, const int64_t *restrict level,
                         int64_t n_max, int64_t skip_upto, uint64_t key, void *err, int err64,
                         int64_t err_stride, double alpha, int threads, int64_t *restrict stats) {
-    sn_packed_job job = {{keys, lut, value_at, n_rows, bits, lut_bits}, packed, packed64, n_fields, field_bits,
-                         err64, (field_bits >= 63) ? INT64_MAX : (((int64_t)1 << field_bits) - 1), n_max,
-                         skip_upto, {0}, key, alpha};
-    for (int j = 0; j < n_fields && j < 64; j++) job.base[j] = level[j] * (n_max + 1);
+    sn_packed_job job = {{keys, lut, value_at, n_rows, bits, lut_bits}, packed, packed64, n_fields, err64,
+                         n_max, skip_upto, {0}, {0}, {0}, key, alpha};
+    for (int j = 0, at = 0; j < n_fields && j < 64; at += (int)width[j], j++) {
+        job.base[j] = level[j] * (n_max + 1);
+        job.shift[j] = at;
+        job.mask[j] = width[j] >= 63 ? INT64_MAX : (((int64_t)1 << width[j]) - 1);
+    }
     const int simd = sn_tables_simd(1);
     const size_t esize = err64 ? sizeof(double) : sizeof(float);
     const int64_t n = n_outer * n_inner;

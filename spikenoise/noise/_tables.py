@@ -40,7 +40,7 @@ NATIVE_LUT_ENTRIES = 1 << 19
 _SIGNATURES = {
     "sn_table_sample": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _INT],
     "sn_table_sample_lookup": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _I64, _INT, _PTR, _INT],
-    "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _INT, _PTR, _I64, _I64, _U64, _PTR, _INT,
+    "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _PTR, _PTR, _I64, _I64, _U64, _PTR, _INT,
                                          _I64, _DBL, _INT, _PTR],
     "sn_tables_simd": [_INT],
 }
@@ -216,6 +216,18 @@ class InverseCDFTable:
         return out.reshape(rows.shape)
 
 
+def _unpack(packed: torch.Tensor, widths: list[int]) -> list[torch.Tensor]:
+    """The int64 counts ``n_j`` packed as ``sum_j n_j 2**sum(widths[:j])`` in the float tensor ``packed``."""
+    p = torch.round(packed).to(torch.int64)
+    if len(widths) == 1:
+        return [p]
+    out, shift = [], 0
+    for w in widths:
+        out.append((p >> shift) & ((1 << w) - 1))
+        shift += w
+    return out
+
+
 def convolution_powers(pmf: np.ndarray, offset: int, n_max: int, tail: float = 2.0 ** -60):
     """PMFs of the sum of ``n = 0..n_max`` iid draws from ``pmf`` (support starting at ``offset``).
 
@@ -284,32 +296,30 @@ class SumOfReads:
         if need > self.n_max:
             self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
 
-    def add_packed_sums(self, out: torch.Tensor, packs: Iterable[tuple[torch.Tensor, list[int]]], bits: int,
+    def add_packed_sums(self, out: torch.Tensor, packs: Iterable[tuple[torch.Tensor, list[int], list[int]]],
                         alpha: float, generator: torch.Generator | None = None) -> None:
         """``out += alpha * sum_j e_j``: ``e_j`` the summed error (level steps) of ``n_j`` reads of level ``levels[j]``.
 
         Args:
             out: float32/float64 tensor (any strides) updated in place.
-            packs: ``(packed, levels)`` pairs; ``packed`` (shape of ``out``, float holding exact integers)
-                is ``sum_j n_j * 2**(bits * j)`` over ``j < len(levels)`` (a single level: ``n_0`` itself).
-                A generator lets each pack be computed just before it is drawn from and freed after.
-            bits: bits per packed count.
+            packs: ``(packed, levels, widths)``: ``packed`` (shape of ``out``, a float tensor holding
+                exact integers) is ``sum_j n_j * 2**s_j`` with ``0 <= n_j < 2**widths[j]`` and
+                ``s_j = sum(widths[:j])``. A generator lets each pack be computed just before it is
+                drawn from, and freed after.
             alpha: scale of the drawn errors (e.g. the level step, signed).
 
         On the CPU with the native kernel, each element's counts are unpacked, drawn and summed in
         one pass (no per-level temporaries); otherwise in torch.
         """
-        rest = [(packed, levels) for packed, levels in packs
-                if not self._add_packed_native(out, packed, levels, bits, alpha, generator)]
+        rest = [pack for pack in packs if not self._add_packed_native(out, *pack, alpha, generator)]
         if not rest:
             return
-        counts = []
-        for packed, levels in rest:
-            p = torch.round(packed).to(torch.int64)
-            for j in range(len(levels)):
-                counts.append((p >> (bits * j)) & ((1 << bits) - 1) if len(levels) > 1 else p)
-        level_ids = torch.tensor([lvl for _, levels in rest for lvl in levels], device=out.device)
-        drawn = self.sample(level_ids.view(-1, *([1] * out.dim())), torch.stack(counts), generator)
+        counts, level_ids = [], []
+        for packed, levels, widths in rest:
+            counts += _unpack(packed, widths)
+            level_ids += levels
+        level = torch.tensor(level_ids, device=out.device).view(-1, *([1] * out.dim()))
+        drawn = self.sample(level, torch.stack(counts), generator)
         out.add_(drawn.sum(0).to(out.dtype), alpha=alpha)
 
     def packed_temp_bytes(self, n_levels: int, n_packs: int, packed_bytes: int, device: torch.device) -> int:
@@ -319,31 +329,32 @@ class SumOfReads:
             return packed_bytes  # one pack at a time, drawn and summed element by element
         return n_packs * packed_bytes + n_levels * 3 * 8  # all packs; int64 counts, their stack, the draws
 
-    def _add_packed_native(self, out, packed, levels, bits, alpha, generator) -> bool:
+    def _add_packed_native(self, out, packed, levels, widths, alpha, generator) -> bool:
         """:meth:`add_packed_sums` for one pack natively; False (nothing done) when it cannot."""
         lib = _kernels(out, packed)
         if (lib is None or packed.dtype not in (torch.float32, torch.float64) or packed.shape != out.shape
                 or out.dtype not in (torch.float32, torch.float64) or not out.dim() or not out[0].is_contiguous()
-                or bits * len(levels) > 63):
+                or sum(widths) > 63 or len(widths) != len(levels)):
             return False
         if not packed.numel():
             return True
         packed = packed.contiguous()
         level = torch.tensor(levels, dtype=torch.int64)
+        width = torch.tensor(widths, dtype=torch.int64)
         stats = torch.zeros(2, dtype=torch.int64)
         self._ensure(0)
 
         def run(skip_upto: int) -> tuple[int, int]:
             lib.sn_add_packed_sums(*self._table._native_table(), native.ptr(packed),  # type: ignore[union-attr]
                                    int(packed.dtype == torch.float64), out.shape[0], packed.numel() // out.shape[0],
-                                   len(levels), bits, native.ptr(level), self.n_max, skip_upto,
+                                   len(levels), native.ptr(width), native.ptr(level), self.n_max, skip_upto,
                                    native.key_from(generator), ctypes.c_void_p(out.data_ptr()),
                                    int(out.dtype == torch.float64), out.stride(0), float(alpha),
                                    torch.get_num_threads(), native.ptr(stats))
             return int(stats[0]), int(stats[1])
 
         # one pass with the tables at hand; the rare elements with larger counts get a second pass
-        # once the tables have grown (they were left untouched by the first)
+        # once the tables have grown (the first left them untouched)
         bad, top = run(-1)
         if bad and top < 0:
             raise ValueError("read counts must be >= 0, got a negative packed count")
@@ -352,8 +363,7 @@ class SumOfReads:
             self._ensure(min(top, self.table_max_n))
             bad, top = run(done)
             if bad:  # counts above table_max_n: multinomial counts, in torch
-                p = torch.round(packed).to(torch.int64)
-                counts = [(p >> (bits * j)) & ((1 << bits) - 1) for j in range(len(levels))]
+                counts = _unpack(packed, widths)
                 big = torch.stack(counts).amax(0) > self.n_max
                 drawn = sum(self.sample(torch.full((int(big.sum()),), lvl), c[big], generator)
                             for lvl, c in zip(levels, counts))

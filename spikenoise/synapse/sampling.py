@@ -131,20 +131,33 @@ def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, ch
     return y
 
 
-def _packing(levels: int, max_count: float) -> tuple[torch.dtype, int, int]:
-    """(dtype, bits, levels per matmul) that count the most levels per float operation exactly.
+def _packing(widths: dict[int, int]) -> tuple[torch.dtype, list[list[tuple[int, int]]]]:
+    """(dtype, groups of (level, bits)) that count the levels in the fewest float operations, exactly.
 
-    Counts up to ``max_count`` need ``bits`` bits; ``k`` levels packed as ``sum_j n_j 2**(bits j)``
-    stay exact integers in float32 (24-bit mantissa) or float64 (53). float64 costs about 2x.
+    Level ``l``'s counts need ``widths[l]`` bits; a group's counts packed as ``sum_j n_j 2**(shift j)``
+    (shifts: the widths before ``j``) stay exact integers in float32 (24-bit mantissa) or float64
+    (53 bits) while its widths add up to at most that. float64 costs about 2x (a matmul; more for
+    a convolution, so a tie goes to float32). Groups are filled first-fit, widest level first.
     """
-    bits = max(1, int(max_count).bit_length())
-    best = (torch.float32, bits, 1)
-    cost = levels  # one float32 matmul per level
+    best = None
     for dtype, mant, price in ((torch.float32, 24, 1), (torch.float64, 53, 2)):
-        k = mant // bits
-        if k >= 1 and price * -(-levels // k) < cost:
-            cost, best = price * -(-levels // k), (dtype, bits, k)
-    return best
+        if max(widths.values()) > mant:
+            continue
+        groups: list[list[tuple[int, int]]] = []
+        room: list[int] = []
+        for lvl, w in sorted(widths.items(), key=lambda kv: (-kv[1], kv[0])):
+            at = next((g for g, r in enumerate(room) if r >= w), None)
+            if at is None:
+                groups.append([])
+                room.append(mant)
+                at = len(groups) - 1
+            groups[at].append((lvl, w))
+            room[at] -= w
+        if best is None or price * len(groups) < best[0]:
+            best = (price * len(groups), dtype, groups)
+    if best is None:  # counts beyond float64's 53 bits: one level per operation (float64)
+        return torch.float64, [[(lvl, w)] for lvl, w in widths.items()]
+    return best[1], best[2]
 
 
 def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op, groups: int = 1,
@@ -166,6 +179,7 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
         raise ValueError(f"exact per-spike reads need a discrete error model, got {em!r}")
     L = lv.values.numel()
     step = lv.step
+    keep_masks = cache is not None
     cache = {} if cache is None else cache
     if "levels" not in cache:
         idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
@@ -178,32 +192,48 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     err = torch.zeros_like(clean, requires_grad=False)
     if not noisy:
         return clean
-    parts = [(1.0, x.detach().clamp_min(0))]
-    if bool((x < 0).any()):
-        parts.append((-1.0, (-x.detach()).clamp_min(0)))
-    max_count = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
-    dtype, bits, per = _packing(len(noisy), max_count)
-    groups_of = [noisy[i:i + per] for i in range(0, len(noisy), per)]
+    xd = x.detach()
+    if bool((xd < 0).any()):
+        parts = [(1.0, xd.clamp_min(0)), (-1.0, (-xd).clamp_min(0))]
+    else:
+        parts = [(1.0, xd)]
+    # a count of level l in an output is at most (inputs meeting a weight at l) * max |x| and at
+    # most the sample's total input: bits per level from both bounds
+    if "population" not in cache:  # (L,) most weights stored at each level in one output channel
+        rows = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx[0].numel())
+        cache["population"] = torch.bincount(idx.reshape(-1) + L * rows, minlength=idx.shape[0] * L
+                                             ).view(-1, L).amax(0).tolist()
+    top = float(xd.abs().max()) if xd.numel() else 0.0
+    total = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
+    widths = {lvl: max(1, int(min(total, top * cache["population"][lvl])).bit_length()) for lvl in noisy}
+    dtype, groups_of = _packing(widths)
     out_ch = wq.shape[0]
-    # per output channel: its masks and packed counts, and what drawing from them needs
-    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * sums.packed_temp_bytes(
-        len(noisy), len(groups_of), torch.finfo(dtype).bits // 8, x.device)) * len(parts)
+    # temporaries per output channel: its packed counts and what drawing from them needs, and
+    # its masks unless a caller's cache keeps them (then they are not temporaries)
+    nbytes = torch.finfo(dtype).bits // 8
+    per_ch = (clean[:, :1].numel() * sums.packed_temp_bytes(len(noisy), len(groups_of), nbytes, x.device)
+              + (0 if keep_masks else wq[0].numel() * nbytes * len(groups_of))) * len(parts)
     budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
     chunk = out_ch if groups != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
+    layout = (dtype, tuple(map(tuple, groups_of)), chunk)
+    if cache.get("masks_layout") != layout:  # masks of the latest packing only (it follows the input's bounds)
+        cache["masks_layout"], cache["masks"] = layout, {}
     with torch.no_grad():
         for o0 in range(0, out_ch, chunk):
             o1 = min(out_ch, o0 + chunk)
-            key = ("masks", dtype, bits, o0, o1)
-            if key not in cache:
+            if o0 not in cache["masks"]:
                 masks = []
                 for grp in groups_of:
                     weight_of = torch.zeros(L, dtype=dtype, device=x.device)
-                    for j, lvl in enumerate(grp):
-                        weight_of[lvl] = float(2 ** (bits * j))
+                    shift = 0
+                    for lvl, w in grp:
+                        weight_of[lvl] = float(2 ** shift)
+                        shift += w
                     masks.append(weight_of[idx[o0:o1]])
-                cache[key] = masks
+                cache["masks"][o0] = masks
             for sgn, xp in parts:
                 xq = xp.to(dtype)
-                packs = ((op(xq, mask), grp) for grp, mask in zip(groups_of, cache[key]))
-                sums.add_packed_sums(err[:, o0:o1], packs, bits, sgn * step)
+                packs = ((op(xq, mask), [lvl for lvl, _ in grp], [w for _, w in grp])
+                         for grp, mask in zip(groups_of, cache["masks"][o0]))
+                sums.add_packed_sums(err[:, o0:o1], packs, sgn * step)
     return clean + err
