@@ -189,9 +189,10 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     idx, noisy = cache["levels"], cache["noisy"]
     sums = em.sum_sampler()
     clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
-    err = torch.zeros_like(clean, requires_grad=False)
     if not noisy:
         return clean
+    # the drawn error is a constant: without autograd it goes straight into the clean output
+    err = torch.zeros_like(clean, requires_grad=False) if clean.requires_grad else clean
     xd = x.detach()
     if bool((xd < 0).any()):
         parts = [(1.0, xd.clamp_min(0)), (-1.0, (-xd).clamp_min(0))]
@@ -236,4 +237,4 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
                 packs = ((op(xq, mask), [lvl for lvl, _ in grp], [w for _, w in grp])
                          for grp, mask in zip(groups_of, cache["masks"][o0]))
                 sums.add_packed_sums(err[:, o0:o1], packs, sgn * step)
-    return clean + err
+    return clean + err if err is not clean else clean
