@@ -57,6 +57,19 @@ int64_t sn_table_sample(const int64_t *keys, const int32_t *lut,
     return bad;
 }
 
+/* The outcome of given uniforms u[i] (on the 2**bits grid) for rows[i]: the inversion itself,
+ * without the stream (the tests check it against a search in numpy). Returns as sn_table_sample. */
+int64_t sn_table_invert(const int64_t *keys, const int32_t *lut, const int64_t *value_at, int64_t n_rows, int bits,
+                        int lut_bits, const int64_t *rows, const int64_t *u, int64_t n, int64_t *out) {
+    sn_table t = {keys, lut, value_at, n_rows, bits, lut_bits};
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= n_rows || u[i] < 0 || u[i] >= ((int64_t)1 << bits)) { bad++; continue; }
+        out[i] = sn_draw(&t, rows[i], (uint64_t)u[i] << (64 - bits));
+    }
+    return bad;
+}
+
 /* As sn_table_sample, writing lookup[outcome] (elements of `elem` bytes; a negative outcome counts
  * from the end, as torch indexing does). Returns how many rows or outcomes were out of range. */
 int64_t sn_table_sample_lookup(const int64_t *keys, const int32_t *lut,

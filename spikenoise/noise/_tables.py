@@ -43,6 +43,7 @@ _SIGNATURES = {
     "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _PTR, _PTR, _I64, _I64, _U64, _PTR, _INT,
                                          _I64, _DBL, _INT, _PTR],
     "sn_tables_simd": [_INT],
+    "sn_table_invert": _TABLE_ARGS + [_PTR, _PTR, _I64, _PTR],
 }
 
 
@@ -170,6 +171,21 @@ class InverseCDFTable:
                 dst.copy_(lookup[v])
         return out.reshape(rows.shape)
 
+    def invert(self, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The outcome (int64) that uniform ``u`` (int64 on the ``2**bits`` grid) picks in row ``rows``: the
+        inversion :meth:`sample` applies to its random ``u`` (natively on the CPU when available)."""
+        rows, u = torch.broadcast_tensors(rows.to(torch.int64), u.to(torch.int64))
+        if bool(((u < 0) | (u >= 2 ** self.bits)).any()) or bool(((rows < 0) | (rows >= self.n_rows)).any()):
+            raise ValueError(f"u must lie in [0, 2**{self.bits}) and rows in [0, {self.n_rows})")
+        lib = _kernels(rows)
+        if lib is None:
+            keys, _, value_at = self._on(rows.device)
+            return value_at[torch.searchsorted(keys, rows * (1 << self.bits) + u, right=True)]
+        r, uu = rows.contiguous(), u.contiguous()
+        out = torch.empty(r.shape, dtype=torch.int64)
+        lib.sn_table_invert(*self._native_table(), native.ptr(r), native.ptr(uu), r.numel(), native.ptr(out))
+        return out
+
     def _native_table(self) -> tuple:
         """The leading arguments of every native call: keys, look-up table, values, sizes.
 
@@ -291,6 +307,12 @@ class SumOfReads:
         self._table = InverseCDFTable(pmfs, offs)
         self.n_max = n_max
 
+    @property
+    def table(self) -> InverseCDFTable:
+        """The current table: row ``level * (n_max + 1) + n`` is the summed error of ``n`` reads of ``level``."""
+        self._ensure(0)
+        return self._table  # type: ignore[return-value]
+
     def _ensure(self, need: int) -> None:
         """Tables for every ``n <= need`` (``need <= table_max_n``), grown by doubling."""
         if need > self.n_max:
@@ -342,19 +364,21 @@ class SumOfReads:
         level = torch.tensor(levels, dtype=torch.int64)
         width = torch.tensor(widths, dtype=torch.int64)
         stats = torch.zeros(2, dtype=torch.int64)
+        key = native.key_from(generator)
         self._ensure(0)
 
         def run(skip_upto: int) -> tuple[int, int]:
             lib.sn_add_packed_sums(*self._table._native_table(), native.ptr(packed),  # type: ignore[union-attr]
                                    int(packed.dtype == torch.float64), out.shape[0], packed.numel() // out.shape[0],
                                    len(levels), native.ptr(width), native.ptr(level), self.n_max, skip_upto,
-                                   native.key_from(generator), ctypes.c_void_p(out.data_ptr()),
+                                   key, ctypes.c_void_p(out.data_ptr()),
                                    int(out.dtype == torch.float64), out.stride(0), float(alpha),
                                    torch.get_num_threads(), native.ptr(stats))
             return int(stats[0]), int(stats[1])
 
         # one pass with the tables at hand; the rare elements with larger counts get a second pass
-        # once the tables have grown (the first left them untouched)
+        # once the tables have grown (the first left them untouched; same words, so the draws do
+        # not depend on how large the tables already were)
         bad, top = run(-1)
         if bad and top < 0:
             raise ValueError("read counts must be >= 0, got a negative packed count")
