@@ -172,3 +172,34 @@ def test_packed_sums_beyond_the_tables_follow_the_exact_pmf(monkeypatch, native_
         pb, ob = convolution_powers(P[5], -5, 3)
         pmf = np.convolve(pa[n], pb[3])
         assert _chi2_pvalue(half.numpy().astype(np.int64), oa[n] + ob[3], pmf) > 1e-4
+
+
+@pytest.mark.parametrize("native_mode", ["auto", "0"])
+@pytest.mark.parametrize("top_present", [False, True], ids=["all-counted", "top-level-clean"])
+def test_exact_spike_reads_of_deterministic_reads(monkeypatch, native_mode, top_present):
+    """Every level but the top one reads one level up. Without autograd and with every stored level
+    noisy, the error-free output comes from the counts themselves (no op of its own): it must
+    equal the op with the shifted weights, as with autograd (the op path)."""
+    from spikenoise.synapse import NoisyConv2d, NoisyLinear
+
+    monkeypatch.setenv("SPIKENOISE_NATIVE", native_mode)
+    L = 8
+    P = np.zeros((L, L))
+    for lvl in range(L):
+        P[lvl, min(lvl + 1, L - 1)] = 1.0
+    nvm = MultiLevelNVM.from_confusion(P)
+    vals = nvm.values.float()
+    torch.manual_seed(0)
+    for layer, x in ((NoisyLinear(40, 9, error_model=nvm), torch.randint(-3, 4, (5, 40)).float()),
+                     (NoisyConv2d(3, 6, 3, padding=1, error_model=nvm), torch.randint(0, 3, (2, 3, 7, 7)).float())):
+        idx = torch.randint(0, L if top_present else L - 1, layer.weight.shape)
+        with torch.no_grad():
+            layer.weight.copy_(vals[idx])
+        layer.set_errors(errors="dynamic", reads="spike", sampler="exact")
+        shifted = vals[(idx + 1).clamp_max(L - 1)] * layer.scale.detach()
+        want = (torch.nn.functional.linear(x, shifted, layer.bias) if isinstance(layer, NoisyLinear)
+                else torch.nn.functional.conv2d(x, shifted, layer.bias, padding=1))
+        with torch.no_grad():
+            got = layer(x)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(layer(x.requires_grad_(True)), want, rtol=1e-5, atol=1e-4)  # the op path

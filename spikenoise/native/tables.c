@@ -103,7 +103,8 @@ typedef struct {
     int64_t shift[64]; /* where field j starts: the widths before it */
     int64_t mask[64];  /* 2**width[j] - 1 */
     uint64_t key;
-    double alpha;
+    double alpha, beta;
+    double weight[64]; /* beta * weight[j] * n_j is added too (the error-free part), 0 for none */
 } sn_packed_job;
 
 /* element i of a packed job, its output at `dst`; bad/over as in sn_add_packed_sums */
@@ -118,14 +119,16 @@ static inline void sn_packed_one(const sn_packed_job *job, int64_t i, void *dst,
     if (top <= job->skip_upto) return;
     if (top > job->n_max) { (*bad)++; *over = top > *over ? top : *over; return; }
     int64_t total = 0;
+    double clean = 0.0;
     const uint64_t w0 = (uint64_t)i * (uint64_t)job->n_fields;
     for (int j = 0; j < job->n_fields; j++) {
         const int64_t c = (p >> job->shift[j]) & job->mask[j];
+        clean += job->weight[j] * (double)c;
         if (c) total += sn_draw(&job->t, job->base[j] + c, sn_word(job->key, w0 + (uint64_t)j));
     }
-    if (total == 0) return;
-    if (job->err64) *(double *)dst += job->alpha * (double)total;
-    else *(float *)dst += (float)(job->alpha * (double)total);
+    const double add = job->alpha * (double)total + job->beta * clean;
+    if (job->err64) *(double *)dst += add;
+    else *(float *)dst += (float)add;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -168,7 +171,10 @@ SN_AVX512 static int64_t sn_packed_avx512(const sn_packed_job *job, int64_t i0, 
             return i; /* rare: let the scalar path take this element */
         const __m512i w0 = _mm512_mullo_epi64(_mm512_add_epi64(_mm512_set1_epi64(i), lanes), _mm512_set1_epi64(nf));
         __m512i total = _mm512_setzero_si512();
+        __m512d clean = _mm512_setzero_pd();
         for (int j = 0; j < nf; j++) {
+            /* same operations, in the same order, as the scalar loop: the same rounding */
+            clean = _mm512_add_pd(clean, _mm512_mul_pd(_mm512_set1_pd(job->weight[j]), _mm512_cvtepi64_pd(c[j])));
             const __mmask8 nz = _mm512_test_epi64_mask(c[j], c[j]);
             if (!nz) continue;
             /* sn_word(key, w0 + j): splitmix64 of key + (w0 + j + 1) * gamma */
@@ -200,7 +206,8 @@ SN_AVX512 static int64_t sn_packed_avx512(const sn_packed_job *job, int64_t i0, 
             }
             total = _mm512_add_epi64(total, _mm512_cvtepi32_epi64(v));
         }
-        const __m512d add = _mm512_mul_pd(_mm512_cvtepi64_pd(total), alpha);
+        const __m512d add = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi64_pd(total), alpha),
+                                          _mm512_mul_pd(clean, _mm512_set1_pd(job->beta)));
         if (job->err64) {
             double *d = (double *)dst + (i - i0);
             _mm512_storeu_pd(d, _mm512_add_pd(_mm512_loadu_pd(d), add));
@@ -233,18 +240,23 @@ int sn_tables_simd(int on) {
  * Count n_j is drawn from table row level[j] * (n_max + 1) + n_j with word i * n_fields + j; a
  * zero count draws nothing (its row is the point mass at 0). Only elements with some count above
  * `skip_upto` are done (-1: all); elements with a count above n_max (no row) are left unchanged:
- * stats[0] gets how many, stats[1] their largest count (stats[1] = -1: a negative element). */
+ * stats[0] gets how many, stats[1] their largest count (stats[1] = -1: a negative element).
+ * `weight` (NULL: none): beta * sum_j weight[j] * n_j is added as well (the error-free output when
+ * the fields count every stored level: weight[j] is level[j]'s value).
+ */
 void sn_add_packed_sums(const int64_t *restrict keys, const int32_t *restrict lut, const int64_t *restrict value_at,
                         int64_t n_rows, int bits, int lut_bits, const void *packed, int packed64, int64_t n_outer,
                         int64_t n_inner, int n_fields, const int64_t *restrict width, const int64_t *restrict level,
                         int64_t n_max, int64_t skip_upto, uint64_t key, void *err, int err64,
-                        int64_t err_stride, double alpha, int threads, int64_t *restrict stats) {
+                        int64_t err_stride, double alpha, const double *weight, double beta, int threads,
+                        int64_t *restrict stats) {
     sn_packed_job job = {{keys, lut, value_at, n_rows, bits, lut_bits}, packed, packed64, n_fields, err64,
-                         n_max, skip_upto, {0}, {0}, {0}, key, alpha};
+                         n_max, skip_upto, {0}, {0}, {0}, key, alpha, beta, {0}};
     for (int j = 0, at = 0; j < n_fields && j < 64; at += (int)width[j], j++) {
         job.base[j] = level[j] * (n_max + 1);
         job.shift[j] = at;
         job.mask[j] = width[j] >= 63 ? INT64_MAX : (((int64_t)1 << width[j]) - 1);
+        job.weight[j] = weight ? weight[j] : 0.0;
     }
     const int simd = sn_tables_simd(1);
     const size_t esize = err64 ? sizeof(double) : sizeof(float);

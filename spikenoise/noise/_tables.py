@@ -41,7 +41,7 @@ _SIGNATURES = {
     "sn_table_sample": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _INT],
     "sn_table_sample_lookup": _TABLE_ARGS + [_PTR, _INT, _I64, _U64, _PTR, _I64, _INT, _PTR, _INT],
     "sn_add_packed_sums": _TABLE_ARGS + [_PTR, _INT, _I64, _I64, _INT, _PTR, _PTR, _I64, _I64, _U64, _PTR, _INT,
-                                         _I64, _DBL, _INT, _PTR],
+                                         _I64, _DBL, _PTR, _DBL, _INT, _PTR],
     "sn_tables_simd": [_INT],
     "sn_table_invert": _TABLE_ARGS + [_PTR, _PTR, _I64, _PTR],
 }
@@ -319,7 +319,8 @@ class SumOfReads:
             self._build(min(self.table_max_n, max(need, 2 * self.n_max, 16)))
 
     def add_packed_sums(self, out: torch.Tensor, packs: Iterable[tuple[torch.Tensor, list[int], list[int]]],
-                        alpha: float, generator: torch.Generator | None = None) -> None:
+                        alpha: float, generator: torch.Generator | None = None,
+                        level_values: torch.Tensor | None = None, beta: float = 0.0) -> None:
         """``out += alpha * sum_j e_j``: ``e_j`` the summed error (level steps) of ``n_j`` reads of level ``levels[j]``.
 
         Args:
@@ -329,11 +330,14 @@ class SumOfReads:
                 ``s_j = sum(widths[:j])``. A generator lets each pack be computed just before it is
                 drawn from, and freed after.
             alpha: scale of the drawn errors (e.g. the level step, signed).
+            level_values: (L,) value of each level: ``beta * sum_j level_values[levels[j]] * n_j`` is
+                added too (the error-free output, when the packs count every stored level).
 
         On the CPU with the native kernel, each element's counts are unpacked, drawn and summed in
         one pass (no per-level temporaries); otherwise in torch.
         """
-        rest = [pack for pack in packs if not self._add_packed_native(out, *pack, alpha, generator)]
+        values = None if level_values is None else level_values.detach().to("cpu", torch.float64).tolist()
+        rest = [pack for pack in packs if not self._add_packed_native(out, *pack, alpha, generator, values, beta)]
         if not rest:
             return
         counts, level_ids = [], []
@@ -343,6 +347,8 @@ class SumOfReads:
         level = torch.tensor(level_ids, device=out.device).view(-1, *([1] * out.dim()))
         drawn = self.sample(level, torch.stack(counts), generator)
         out.add_(drawn.sum(0).to(out.dtype), alpha=alpha)
+        if values is not None:
+            out.add_(sum(values[lvl] * c.to(out.dtype) for lvl, c in zip(level_ids, counts)), alpha=beta)
 
     def packed_temp_bytes(self, n_levels: int, n_packs: int, packed_bytes: int, device: torch.device) -> int:
         """Bytes per output element that :meth:`add_packed_sums` holds at once: ``n_packs`` packs of
@@ -351,7 +357,7 @@ class SumOfReads:
             return packed_bytes  # one pack at a time, drawn and summed element by element
         return n_packs * packed_bytes + n_levels * 3 * 8  # all packs; int64 counts, their stack, the draws
 
-    def _add_packed_native(self, out, packed, levels, widths, alpha, generator) -> bool:
+    def _add_packed_native(self, out, packed, levels, widths, alpha, generator, values, beta) -> bool:
         """:meth:`add_packed_sums` for one pack natively; False (nothing done) when it cannot."""
         lib = _kernels(out, packed)
         if (lib is None or packed.dtype not in (torch.float32, torch.float64) or packed.shape != out.shape
@@ -363,6 +369,7 @@ class SumOfReads:
         packed = packed.contiguous()
         level = torch.tensor(levels, dtype=torch.int64)
         width = torch.tensor(widths, dtype=torch.int64)
+        weight = None if values is None else torch.tensor([values[lvl] for lvl in levels], dtype=torch.float64)
         stats = torch.zeros(2, dtype=torch.int64)
         key = native.key_from(generator)
         self._ensure(0)
@@ -373,6 +380,7 @@ class SumOfReads:
                                    len(levels), native.ptr(width), native.ptr(level), self.n_max, skip_upto,
                                    key, ctypes.c_void_p(out.data_ptr()),
                                    int(out.dtype == torch.float64), out.stride(0), float(alpha),
+                                   None if weight is None else native.ptr(weight), float(beta),
                                    torch.get_num_threads(), native.ptr(stats))
             return int(stats[0]), int(stats[1])
 
@@ -389,9 +397,11 @@ class SumOfReads:
             if bad:  # counts above table_max_n: multinomial counts, in torch
                 counts = _unpack(packed, widths)
                 big = torch.stack(counts).amax(0) > self.n_max
-                drawn = sum(self.sample(torch.full((int(big.sum()),), lvl), c[big], generator)
-                            for lvl, c in zip(levels, counts))
-                out[big] += alpha * drawn.to(out.dtype)
+                drawn = alpha * sum(self.sample(torch.full((int(big.sum()),), lvl), c[big], generator)
+                                    for lvl, c in zip(levels, counts)).to(torch.float64)
+                if values is not None:
+                    drawn += beta * sum(values[lvl] * c[big].to(torch.float64) for lvl, c in zip(levels, counts))
+                out[big] += drawn.to(out.dtype)
         return True
 
     def sample(self, level: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -185,14 +185,24 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
         idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
         present = torch.bincount(idx.flatten(), minlength=L).tolist()
         cache["levels"] = idx
-        cache["noisy"] = [lvl for lvl in range(L) if present[lvl] and float(lv.confusion[lvl, lvl]) < 1.0]
+        cache["present"] = [lvl for lvl in range(L) if present[lvl]]
+        cache["noisy"] = [lvl for lvl in cache["present"] if float(lv.confusion[lvl, lvl]) < 1.0]
     idx, noisy = cache["levels"], cache["noisy"]
     sums = em.sum_sampler()
-    clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
-    if not noisy:
-        return clean
-    # the drawn error is a constant: without autograd it goes straight into the clean output
-    err = torch.zeros_like(clean, requires_grad=False) if clean.requires_grad else clean
+    grad = torch.is_grad_enabled() and (x.requires_grad or wq.requires_grad)
+    if not noisy or grad or noisy != cache["present"]:
+        clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
+        if not noisy:
+            return clean
+        # without autograd the drawn error goes straight into the clean output
+        err = torch.zeros_like(clean, requires_grad=False) if clean.requires_grad else clean
+        level_values = None
+    else:
+        # every stored level is counted: the error-free output is sum_l value_l * n_l, added with
+        # the drawn errors (no op of its own); a one-sample, one-group op gives its shape and dtype
+        probe = op(x[:1], wq[:groups])
+        clean = err = torch.zeros(x.shape[0], wq.shape[0], *probe.shape[2:], dtype=probe.dtype, device=x.device)
+        level_values = lv.values.to(wq.dtype)  # the stored weights' own values
     xd = x.detach()
     if bool((xd < 0).any()):
         parts = [(1.0, xd.clamp_min(0)), (-1.0, (-xd).clamp_min(0))]
@@ -236,5 +246,5 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
                 xq = xp.to(dtype)
                 packs = ((op(xq, mask), [lvl for lvl, _ in grp], [w for _, w in grp])
                          for grp, mask in zip(groups_of, cache["masks"][o0]))
-                sums.add_packed_sums(err[:, o0:o1], packs, sgn * step)
+                sums.add_packed_sums(err[:, o0:o1], packs, sgn * step, level_values=level_values, beta=sgn)
     return clean + err if err is not clean else clean
