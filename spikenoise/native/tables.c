@@ -170,16 +170,19 @@ SN_AVX512 static int64_t sn_packed_avx512(const sn_packed_job *job, int64_t i0, 
             || _mm512_cmple_epi64_mask(top, skip))
             return i; /* rare: let the scalar path take this element */
         const __m512i w0 = _mm512_mullo_epi64(_mm512_add_epi64(_mm512_set1_epi64(i), lanes), _mm512_set1_epi64(nf));
+        /* key + (w0 + j + 1) * gamma, stepped by gamma from field to field (wrapping, as in sn_word) */
+        __m512i ctr = _mm512_add_epi64(keyv, _mm512_mullo_epi64(_mm512_add_epi64(w0, _mm512_set1_epi64(1)), gamma));
         __m512i total = _mm512_setzero_si512();
         __m512d clean = _mm512_setzero_pd();
         for (int j = 0; j < nf; j++) {
             /* same operations, in the same order, as the scalar loop: the same rounding */
             clean = _mm512_add_pd(clean, _mm512_mul_pd(_mm512_set1_pd(job->weight[j]), _mm512_cvtepi64_pd(c[j])));
+            const __m512i cj = ctr;
+            ctr = _mm512_add_epi64(ctr, gamma);
             const __mmask8 nz = _mm512_test_epi64_mask(c[j], c[j]);
             if (!nz) continue;
-            /* sn_word(key, w0 + j): splitmix64 of key + (w0 + j + 1) * gamma */
-            __m512i z = _mm512_add_epi64(keyv, _mm512_mullo_epi64(
-                _mm512_add_epi64(w0, _mm512_set1_epi64(j + 1)), gamma));
+            /* sn_word(key, w0 + j): splitmix64 of this field's counter */
+            __m512i z = cj;
             z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
             z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), m2);
             z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
