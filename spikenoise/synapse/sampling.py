@@ -204,7 +204,8 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
         clean = err = torch.zeros(x.shape[0], wq.shape[0], *probe.shape[2:], dtype=probe.dtype, device=x.device)
         level_values = lv.values.to(wq.dtype)  # the stored weights' own values
     xd = x.detach()
-    if bool((xd < 0).any()):
+    lo, hi = (float(v) for v in torch.aminmax(xd)) if xd.numel() else (0.0, 0.0)
+    if lo < 0:
         parts = [(1.0, xd.clamp_min(0)), (-1.0, (-xd).clamp_min(0))]
     else:
         parts = [(1.0, xd)]
@@ -214,7 +215,7 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
         rows = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx[0].numel())
         cache["population"] = torch.bincount(idx.reshape(-1) + L * rows, minlength=idx.shape[0] * L
                                              ).view(-1, L).amax(0).tolist()
-    top = float(xd.abs().max()) if xd.numel() else 0.0
+    top = max(-lo, hi)
     total = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
     widths = {lvl: max(1, int(min(total, top * cache["population"][lvl])).bit_length()) for lvl in noisy}
     dtype, groups_of = _packing(widths)
