@@ -191,8 +191,9 @@ class InverseCDFTable:
     def _native_table(self) -> tuple:
         """The leading arguments of every native call: keys, look-up table, values, sizes.
 
-        The native look-up table has its own (coarser) bucket count, and its mixed entries point at
-        the bucket's first key (``int32 min + position``) instead of a plain marker.
+        The native look-up table has its own bucket count (about :data:`NATIVE_LUT_ENTRIES` in all),
+        and its mixed entries point at the bucket's first key (``int32 min + position``) instead of
+        a plain marker.
         """
         if self._native is None:
             keys, value_at = self._keys.numpy(), self._value_at.numpy()

@@ -167,12 +167,15 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     ``op(input, weight)`` must accept a weight holding a slice of the output channels. The reads
     of each noisy level ``l`` are counted per output with ``op`` against masks of the weights
     stored at ``l``; several levels share one ``op`` by packing their counts into the bits of one
-    float (``sum_j n_j 2**(bits j)``, exact integers in float32/float64). The summed error of
-    ``n`` iid reads of ``l`` is then drawn from exact convolution-power tables, all levels in one
-    call. Positive and negative spike counts are separate reads (subtracted). Output channels are
-    processed in chunks (all at once for ``groups != 1``) so the temporaries stay within
-    :data:`MEMORY_BUDGET` (or the clean call's own working set). ``cache``: a dict kept while
-    ``wq`` holds (the synapse's stored-weight cache) for the level indices and masks.
+    float (``sum_j n_j 2**s_j``, exact integers in float32/float64; each level gets the bits its
+    largest possible count needs). The summed error of ``n`` iid reads of ``l`` is then drawn
+    from exact convolution-power tables (:meth:`SumOfReads.add_packed_sums`: natively on the CPU,
+    unpacked, drawn and added per output in one pass). Without autograd, when every stored level
+    is noisy, the error-free output is ``sum_l value_l n_l`` from the same counts (no ``op(x, wq)``
+    of its own). Positive and negative spike counts are separate reads (subtracted). Output
+    channels are processed in chunks (all at once for ``groups != 1``) so the temporaries stay
+    within :data:`MEMORY_BUDGET` (or the clean call's own working set). ``cache``: a dict kept
+    while ``wq`` holds (the synapse's stored-weight cache) for the level indices and masks.
     """
     lv = em.discrete()
     if lv is None:
@@ -186,11 +189,12 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
         present = torch.bincount(idx.flatten(), minlength=L).tolist()
         cache["levels"] = idx
         cache["present"] = [lvl for lvl in range(L) if present[lvl]]
+        cache["finite"] = bool(torch.isfinite(wq.detach()).all())
         cache["noisy"] = [lvl for lvl in cache["present"] if float(lv.confusion[lvl, lvl]) < 1.0]
     idx, noisy = cache["levels"], cache["noisy"]
     sums = em.sum_sampler()
     grad = torch.is_grad_enabled() and (x.requires_grad or wq.requires_grad)
-    if not noisy or grad or noisy != cache["present"]:
+    if not noisy or grad or noisy != cache["present"] or not cache["finite"]:
         clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
         if not noisy:
             return clean
