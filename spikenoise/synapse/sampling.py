@@ -132,20 +132,33 @@ def brute_conv_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, conv, ch
     return y
 
 
-def _packing(levels: int, max_count: float) -> tuple[torch.dtype, int, int]:
-    """(dtype, bits, levels per matmul) that count the most levels per float operation exactly.
+def _packing(widths: dict[int, int]) -> tuple[torch.dtype, list[list[tuple[int, int]]]]:
+    """(dtype, groups of (level, bits)) that count the levels in the fewest float operations, exactly.
 
-    Counts up to ``max_count`` need ``bits`` bits; ``k`` levels packed as ``sum_j n_j 2**(bits j)``
-    stay exact integers in float32 (24-bit mantissa) or float64 (53). float64 costs about 2x.
+    Level ``l``'s counts need ``widths[l]`` bits; a group's counts packed as ``sum_j n_j 2**(shift j)``
+    (shifts: the widths before ``j``) stay exact integers in float32 (24-bit mantissa) or float64
+    (53 bits) while its widths add up to at most that. float64 costs about 2x (a matmul; more for
+    a convolution, so a tie goes to float32). Groups are filled first-fit, widest level first.
     """
-    bits = max(1, int(max_count).bit_length())
-    best = (torch.float32, bits, 1)
-    cost = levels  # one float32 matmul per level
+    best = None
     for dtype, mant, price in ((torch.float32, 24, 1), (torch.float64, 53, 2)):
-        k = mant // bits
-        if k >= 1 and price * -(-levels // k) < cost:
-            cost, best = price * -(-levels // k), (dtype, bits, k)
-    return best
+        if max(widths.values()) > mant:
+            continue
+        groups: list[list[tuple[int, int]]] = []
+        room: list[int] = []
+        for lvl, w in sorted(widths.items(), key=lambda kv: (-kv[1], kv[0])):
+            at = next((g for g, r in enumerate(room) if r >= w), None)
+            if at is None:
+                groups.append([])
+                room.append(mant)
+                at = len(groups) - 1
+            groups[at].append((lvl, w))
+            room[at] -= w
+        if best is None or price * len(groups) < best[0]:
+            best = (price * len(groups), dtype, groups)
+    if best is None:  # counts beyond float64's 53 bits: one level per operation (float64)
+        return torch.float64, [[(lvl, w)] for lvl, w in widths.items()]
+    return best[1], best[2]
 
 
 def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op, groups: int = 1,
@@ -155,60 +168,89 @@ def exact_spike_reads(em: ErrorModel, x: torch.Tensor, wq: torch.Tensor, op: Op,
     ``op(input, weight)`` must accept a weight holding a slice of the output channels. The reads
     of each noisy level ``l`` are counted per output with ``op`` against masks of the weights
     stored at ``l``; several levels share one ``op`` by packing their counts into the bits of one
-    float (``sum_j n_j 2**(bits j)``, exact integers in float32/float64). The summed error of
-    ``n`` iid reads of ``l`` is then drawn from exact convolution-power tables, all levels in one
-    call. Positive and negative spike counts are separate reads (subtracted). Output channels are
-    processed in chunks (all at once for ``groups != 1``) so the temporaries stay within
-    :data:`MEMORY_BUDGET` (or the clean call's own working set). ``cache``: a dict kept while
-    ``wq`` holds (the synapse's stored-weight cache) for the level indices and masks.
+    float (``sum_j n_j 2**s_j``, exact integers in float32/float64; each level gets the bits its
+    largest possible count needs). The summed error of ``n`` iid reads of ``l`` is then drawn
+    from exact convolution-power tables (:meth:`SumOfReads.add_packed_sums`: natively on the CPU,
+    unpacked, drawn and added per output in one pass). Without autograd, when every stored level
+    is noisy, the error-free output is ``sum_l value_l n_l`` from the same counts (no ``op(x, wq)``
+    of its own). Positive and negative spike counts are separate reads (subtracted). Output
+    channels are processed in chunks (all at once for ``groups != 1``) so the temporaries stay
+    within :data:`MEMORY_BUDGET` (or the clean call's own working set). ``cache``: a dict kept
+    while ``wq`` holds (the synapse's stored-weight cache) for the level indices and masks.
     """
     lv = em.discrete()
     if lv is None:
         raise ValueError(f"exact per-spike reads need a discrete error model, got {em!r}")
     L = lv.values.numel()
     step = lv.step
+    keep_masks = cache is not None
     cache = {} if cache is None else cache
     if "levels" not in cache:
         idx = torch.round((wq.detach() - float(lv.values[0])) / step).clamp_(0, L - 1).to(torch.int64)
         present = torch.bincount(idx.flatten(), minlength=L).tolist()
         cache["levels"] = idx
-        cache["noisy"] = [lvl for lvl in range(L) if present[lvl] and float(lv.confusion[lvl, lvl]) < 1.0]
+        cache["present"] = [lvl for lvl in range(L) if present[lvl]]
+        cache["finite"] = bool(torch.isfinite(wq.detach()).all())
+        cache["noisy"] = [lvl for lvl in cache["present"] if float(lv.confusion[lvl, lvl]) < 1.0]
     idx, noisy = cache["levels"], cache["noisy"]
     sums = em.sum_sampler()
-    clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
-    err = torch.zeros_like(clean, requires_grad=False)
-    if not noisy:
-        return clean
-    parts = [(1.0, x.detach().clamp_min(0))]
-    if bool((x < 0).any()):
-        parts.append((-1.0, (-x.detach()).clamp_min(0)))
-    max_count = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
-    dtype, bits, per = _packing(len(noisy), max_count)
-    groups_of = [noisy[i:i + per] for i in range(0, len(noisy), per)]
+    grad = torch.is_grad_enabled() and (x.requires_grad or wq.requires_grad)
+    if not noisy or grad or noisy != cache["present"] or not cache["finite"]:
+        clean = op(x, wq)  # differentiable error-free part; the drawn error below is a constant
+        if not noisy:
+            return clean
+        # without autograd the drawn error goes straight into the clean output
+        err = torch.zeros_like(clean, requires_grad=False) if clean.requires_grad else clean
+        level_values = None
+    else:
+        # every stored level is counted: the error-free output is sum_l value_l * n_l, added with
+        # the drawn errors (no op of its own); a one-sample, one-group op gives its shape and dtype
+        probe = op(x[:1], wq[:groups])
+        clean = err = torch.zeros(x.shape[0], wq.shape[0], *probe.shape[2:], dtype=probe.dtype, device=x.device)
+        level_values = lv.values.to(wq.dtype)  # the stored weights' own values
+    xd = x.detach()
+    lo, hi = (float(v) for v in torch.aminmax(xd)) if xd.numel() else (0.0, 0.0)
+    if lo < 0:
+        parts = [(1.0, xd.clamp_min(0)), (-1.0, (-xd).clamp_min(0))]
+    else:
+        parts = [(1.0, xd)]
+    # a count of level l in an output is at most (inputs meeting a weight at l) * max |x| and at
+    # most the sample's total input: bits per level from both bounds
+    if "population" not in cache:  # (L,) most weights stored at each level in one output channel
+        rows = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx[0].numel())
+        cache["population"] = torch.bincount(idx.reshape(-1) + L * rows, minlength=idx.shape[0] * L
+                                             ).view(-1, L).amax(0).tolist()
+    top = max(-lo, hi)
+    total = max(float(xp.sum(dim=tuple(range(1, xp.dim()))).max()) if xp.numel() else 0.0 for _, xp in parts)
+    widths = {lvl: max(1, int(min(total, top * cache["population"][lvl])).bit_length()) for lvl in noisy}
+    dtype, groups_of = _packing(widths)
     out_ch = wq.shape[0]
-    per_ch = (wq[0].numel() * 8 + clean[:, :1].numel() * (8 + len(noisy) * 3 * 8)) * len(parts)
+    # temporaries per output channel: its packed counts and what drawing from them needs, and
+    # its masks unless a caller's cache keeps them (then they are not temporaries)
+    nbytes = torch.finfo(dtype).bits // 8
+    per_ch = (clean[:, :1].numel() * sums.packed_temp_bytes(len(noisy), len(groups_of), nbytes, x.device)
+              + (0 if keep_masks else wq[0].numel() * nbytes * len(groups_of))) * len(parts)
     budget = MEMORY_BUDGET or (x.numel() + wq.numel() + clean.numel()) * x.element_size()
     chunk = out_ch if groups != 1 else max(1, min(out_ch, budget // max(per_ch, 1)))
-    level_ids = torch.tensor(noisy, device=x.device).view(-1, *([1] * clean.dim()))
+    layout = (dtype, tuple(map(tuple, groups_of)), chunk)
+    if cache.get("masks_layout") != layout:  # masks of the latest packing only (it follows the input's bounds)
+        cache["masks_layout"], cache["masks"] = layout, {}
     with torch.no_grad():
         for o0 in range(0, out_ch, chunk):
             o1 = min(out_ch, o0 + chunk)
-            key = ("masks", dtype, bits, o0, o1)
-            if key not in cache:
+            if o0 not in cache["masks"]:
                 masks = []
                 for grp in groups_of:
                     weight_of = torch.zeros(L, dtype=dtype, device=x.device)
-                    for j, lvl in enumerate(grp):
-                        weight_of[lvl] = float(2 ** (bits * j))
+                    shift = 0
+                    for lvl, w in grp:
+                        weight_of[lvl] = float(2 ** shift)
+                        shift += w
                     masks.append(weight_of[idx[o0:o1]])
-                cache[key] = masks
+                cache["masks"][o0] = masks
             for sgn, xp in parts:
                 xq = xp.to(dtype)
-                counts = []
-                for grp, mask in zip(groups_of, cache[key]):
-                    packed = torch.round(op(xq, mask)).to(torch.int64)
-                    for j in range(len(grp)):
-                        counts.append((packed >> (bits * j)) & ((1 << bits) - 1) if len(grp) > 1 else packed)
-                drawn = sums.sample(level_ids, torch.stack(counts))  # (levels, B, chunk, ...)
-                err[:, o0:o1].add_(drawn.sum(0).to(err.dtype), alpha=sgn * step)
-    return clean + err
+                packs = ((op(xq, mask), [lvl for lvl, _ in grp], [w for _, w in grp])
+                         for grp, mask in zip(groups_of, cache["masks"][o0]))
+                sums.add_packed_sums(err[:, o0:o1], packs, sgn * step, level_values=level_values, beta=sgn)
+    return clean + err if err is not clean else clean
