@@ -1,6 +1,6 @@
 """Exact single reads as a pure function of (key, read number), by the native kernel ``reads.c``.
 
-The law is that of :class:`~spikenoise.noise._tables.ThresholdReads` (52-bit CDF thresholds). A
+The law is that of :class:`~spikenoise.noise._thresholds.ThresholdReads` (52-bit CDF thresholds). A
 read is addressed by its number ``n = row * numel + w`` (``w`` the flat weight index; for 2-D
 weights ``(out, in)`` the index of the transposed matrix, ``n = (b * in + i) * out + j``, so that the
 reads of one input are consecutive), so the same key gives the same reads in any order,

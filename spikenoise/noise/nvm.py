@@ -16,7 +16,8 @@ import torch
 from scipy.special import ndtr, ndtri
 
 from .. import native
-from ._tables import ReadPlan, SumOfReads, ThresholdReads
+from ._tables import SumOfReads
+from ._thresholds import ReadPlan, ThresholdReads
 from .native_reads import KeyedReads
 from .base import DiscreteLevels, ErrorModel, Reader, check_reads
 
@@ -257,7 +258,7 @@ class MultiLevelNVM(ErrorModel):
 
     def reader(self, stored: torch.Tensor) -> Reader:
         """Reads of ``stored`` by exact inversion on 16 random bits per read (see
-        :class:`~spikenoise.noise._tables.ThresholdReads`), prepared once for repeated draws.
+        :class:`~spikenoise.noise._thresholds.ThresholdReads`), prepared once for repeated draws.
         A subclass that overrides :meth:`read` gets a reader that calls it."""
         if type(self).read is not MultiLevelNVM.read:
             return Reader(self, stored)
