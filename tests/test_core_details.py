@@ -479,3 +479,20 @@ def test_inverse_cdf_table_needs_one_offset_per_row():
 
     with pytest.raises(ValueError, match="got 1 pmfs but 2 offsets"):
         InverseCDFTable([np.array([0.5, 0.5])], [0, 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_isfinite_including_overflowing_sums(dtype):
+    from spikenoise.synapse.nonfinite import all_finite
+    big = torch.finfo(dtype).max
+    cases = [torch.zeros(0, dtype=dtype), torch.randn(50, dtype=torch.float64).to(dtype),
+             torch.full((4,), big, dtype=dtype),                      # finite, but the sum overflows
+             torch.tensor([big, -big, big], dtype=dtype)]
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        t = torch.randn(7, 9, dtype=torch.float64).to(dtype)
+        t[3, 4] = bad
+        cases.append(t)
+        cases.append(torch.tensor([float("inf"), float("-inf")], dtype=dtype) if bad == float("nan") else t.t())
+    for t in cases:
+        assert all_finite(t) == bool(torch.isfinite(t).all()), t
+    assert all_finite(torch.tensor([1, 2], dtype=torch.int64))

@@ -42,6 +42,7 @@ from ..noise.base import NONFINITE, ErrorModel, Reader, check_flag, error_model_
 from .. import native
 from ..noise.native_reads import KeyedDraw
 from ..noise.nvm import MultiLevelNVM
+from .nonfinite import all_finite
 
 __all__ = ["NoisySynapse", "ERRORS", "READS", "SAMPLERS", "DRAWS", "NONFINITE", "Draw", "check_choice",
            "check_model", "synapses", "new_inference", "configure", "name_synapses"]
@@ -73,7 +74,7 @@ def check_model(model: Any) -> Any:
 def is_integer_valued(x: torch.Tensor) -> bool:
     """True when every element of ``x`` is a finite integer (a spike count)."""
     x = x.detach()
-    return bool(torch.isfinite(x).all()) and bool(torch.equal(x, torch.round(x)))
+    return all_finite(x) and bool(torch.equal(x, torch.round(x)))
 
 
 def _check_error_model(error_model: Any) -> ErrorModel:
@@ -157,7 +158,7 @@ class NoisySynapse:
             raise TypeError(f"{self.describe()}: input must be a torch.Tensor, got {type(x).__name__}")
         if self.nonfinite_policy != "raise" or not x.is_floating_point():
             return
-        if bool(torch.isfinite(x).all() & torch.isfinite(self.weight).all()):
+        if all_finite(x) and all_finite(self.weight):
             return
         for what, t in (("input", x), ("hidden weights", self.weight)):
             bad = ~torch.isfinite(t.detach())

@@ -5,8 +5,8 @@ IEEE arithmetic ``0 * inf = NaN``, so a plain matmul would let a *zero* input (n
 read) poison its output. :func:`zero_skipping` wraps a layer's linear map so that only non-zero
 inputs meet non-finite weights: an output gets ``+inf`` / ``-inf`` when non-zero inputs meet
 infinities of one sign, NaN when they meet a NaN or infinities of both signs, and the plain
-finite sum otherwise. The wrapper costs one ``isfinite`` check of the weights per call and
-three extra maps only when a weight is non-finite.
+finite sum otherwise. The wrapper costs one finiteness check of the weights per call
+(:func:`all_finite`) and three extra maps only when a weight is non-finite.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["zero_skipping", "zero_with_grad", "check_spike_counts", "BRUTE_MAX_COUNT", "FLOAT32_EXACT"]
+__all__ = ["all_finite", "zero_skipping", "zero_with_grad", "check_spike_counts", "BRUTE_MAX_COUNT", "FLOAT32_EXACT"]
 
 Op = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -28,13 +28,26 @@ BRUTE_MAX_COUNT = 4096
 FLOAT32_EXACT = 2 ** 24
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """True when no element of ``t`` is NaN or infinite.
+
+    One sum instead of ``isfinite(t).all()`` (6-25x cheaper on the CPU): a NaN or an infinity
+    always makes the sum non-finite, and a finite sum proves every element finite. Only a
+    non-finite sum (a bad element, or an overflow of finite ones) pays for the exact check.
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    t = t.detach()
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def zero_skipping(op: Op) -> Op:
     """``op(x, w)`` (a linear map) where a zero input contributes 0 even for an inf/NaN weight."""
 
     def safe(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        bad = ~torch.isfinite(w)
-        if not bool(bad.any()):
+        if all_finite(w):
             return op(x, w)
+        bad = ~torch.isfinite(w)
         y = op(x, w.masked_fill(bad, 0.0))
         with torch.no_grad():
             dt = x.dtype
