@@ -138,6 +138,7 @@ class NoisySynapse:
         self._draw = None
         self._stored = None
         self._clean_map = None
+        self._finite_key = None
 
     def describe(self) -> str:
         """The layer in error messages: its name in the model (when known), type and size."""
@@ -158,7 +159,7 @@ class NoisySynapse:
             raise TypeError(f"{self.describe()}: input must be a torch.Tensor, got {type(x).__name__}")
         if self.nonfinite_policy != "raise" or not x.is_floating_point():
             return
-        if all_finite(x) and all_finite(self.weight):
+        if all_finite(x) and self.hidden_weights_finite():
             return
         for what, t in (("input", x), ("hidden weights", self.weight)):
             bad = ~torch.isfinite(t.detach())
@@ -168,6 +169,16 @@ class NoisySynapse:
                     f"{self.describe()}: {what} {'contains' if what == 'input' else 'contain'} {int(bad.sum())} non-finite value(s) (e.g. {first}) of "
                     f"{t.numel()}; fix the source, or pass nonfinite='propagate' to convert/configure to let "
                     "NaN/inf flow through as IEEE arithmetic does")
+
+    def hidden_weights_finite(self) -> bool:
+        """True when the hidden weights hold no NaN/inf; checked once per weight version."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, tuple(w.shape))
+        if getattr(self, "_finite_key", None) == key:
+            return True
+        ok = all_finite(w)
+        self._finite_key = key if ok else None
+        return ok
 
     def check_sampler(self) -> None:
         """ValueError when ``sampler`` cannot work with ``error_model`` (caught when set, not at forward)."""

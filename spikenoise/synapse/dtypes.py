@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -41,8 +40,10 @@ def engine_forward(forward: Callable) -> Callable:
     def wrapped(self, x, *args, **kwargs):
         x, out_dtype = as_compute_input(x, self.weight.dtype)
         dev = x.device.type
-        guard = torch.autocast(dev, enabled=False) if dev in _AUTOCAST_DEVICES else nullcontext()
-        with guard:
+        if dev in _AUTOCAST_DEVICES and torch.is_autocast_enabled(dev):
+            with torch.autocast(dev, enabled=False):
+                y = forward(self, x, *args, **kwargs)
+        else:  # entering an autocast context costs as much as a small layer's matmul
             y = forward(self, x, *args, **kwargs)
         return y if y.dtype == out_dtype else y.to(out_dtype)
     return wrapped

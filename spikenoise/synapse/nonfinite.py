@@ -10,6 +10,7 @@ finite sum otherwise. The wrapper costs one finiteness check of the weights per 
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -38,7 +39,7 @@ def all_finite(t: torch.Tensor) -> bool:
     if not t.is_floating_point() or t.numel() == 0:
         return True
     t = t.detach()
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    return math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def zero_skipping(op: Op) -> Op:
