@@ -13,7 +13,9 @@ from other jobs hits all variants alike; the table shows the median per call. Ca
 
 ``step reference`` is the hand-written exact Gaussian read of ``MultiLevelNVM``,
 ``clamp(round(level + sigma * randn))`` per batch row and call, as a careful user writes it
-(level and sigma precomputed). Peak memory is measured per variant in a fresh subprocess (CPU:
+(level and sigma precomputed). ``brute`` draws every read of every weight per batch row with
+the engine's samplers (native kernels when built); ``brute (torch)`` is the same with
+``SPIKENOISE_NATIVE=0`` (``tbrute_over_this``: its time over each per-spike variant's). Peak memory is measured per variant in a fresh subprocess (CPU:
 growth of the peak resident set during the call, Linux ``VmHWM``; CUDA: ``max_memory_allocated``)
 with the same ``--threads``. ``--models`` measures training and evaluation clips/s of the model zoo.
 """
@@ -22,11 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -56,6 +59,8 @@ LAYER_VARIANTS: dict[str, tuple | None] = {
     "dynamic/spike exact": ("dynamic", "spike", "exact", False),
     "dynamic/spike gaussian~": ("dynamic", "spike", "gaussian", False),
     "dynamic/spike brute": ("dynamic", "spike", "brute", False),
+    # the same brute force with SPIKENOISE_NATIVE=0: every read drawn by torch ops
+    "dynamic/spike brute (torch)": ("dynamic", "spike", "brute", False),
 }
 SNN_VARIANTS = ("torch", "clean", "static (new draw)", "dynamic/step exact", "dynamic/step reference")
 NOISE = 2
@@ -206,7 +211,24 @@ def _calls(case: str, init: str, device: str, labels) -> tuple[dict[str, Callabl
             calls[label] = lambda m=m: (new_inference(m), m(x))
         else:
             calls[label] = lambda m=m: m(x)
+        if label.endswith("(torch)"):
+            calls[label] = _without_native(calls[label])
     return calls, stack
+
+
+def _without_native(call: Callable) -> Callable:
+    """``call`` run with the native kernels off (``SPIKENOISE_NATIVE=0``), the setting restored after."""
+    def run() -> Any:
+        old = os.environ.get("SPIKENOISE_NATIVE")
+        os.environ["SPIKENOISE_NATIVE"] = "0"
+        try:
+            return call()
+        finally:
+            if old is None:
+                del os.environ["SPIKENOISE_NATIVE"]
+            else:
+                os.environ["SPIKENOISE_NATIVE"] = old
+    return run
 
 
 def time_calls(calls: dict[str, Callable], device: str, min_time: float = 1.0, max_rounds: int = 30,
@@ -315,6 +337,8 @@ def run(device: str = "cpu", cases: list[str] | None = None, memory: bool = True
                        "x_torch": times[label] / times["torch"], "x_clean": times[label] / times["clean"]}
                 if "dynamic/spike brute" in times:
                     row["brute_over_this"] = times["dynamic/spike brute"] / times[label]
+                if "dynamic/spike brute (torch)" in times and label.startswith("dynamic/spike"):
+                    row["tbrute_over_this"] = times["dynamic/spike brute (torch)"] / times[label]
                 if "dynamic/step reference" in times and label.startswith("dynamic/step"):
                     row["ref_over_this"] = times["dynamic/step reference"] / times[label]
                 if memory and case != "snn":
@@ -332,10 +356,10 @@ def run(device: str = "cpu", cases: list[str] | None = None, memory: bool = True
 
 
 def format_table(rows: list[dict]) -> str:
-    cols = ["case", "init", "variant", "ms", "x_torch", "x_clean", "brute_over_this", "ref_over_this",
+    cols = ["case", "init", "variant", "ms", "x_torch", "x_clean", "brute_over_this", "tbrute_over_this", "ref_over_this",
             "peak_extra_MB"]
     cols = [c for c in cols if any(c in r for r in rows)]
-    fmt = {"ms": "{:.2f}", "x_torch": "{:.2f}", "x_clean": "{:.2f}", "brute_over_this": "{:.1f}",
+    fmt = {"ms": "{:.2f}", "x_torch": "{:.2f}", "x_clean": "{:.2f}", "brute_over_this": "{:.1f}", "tbrute_over_this": "{:.1f}",
            "ref_over_this": "{:.2f}", "peak_extra_MB": "{:.1f}"}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
