@@ -63,11 +63,12 @@ def _sources(name: str) -> list[Path]:
 
 
 def _build(name: str) -> Path:
+    sources = _sources(name)  # an unknown name is a ValueError even without a compiler
     cc = _compiler()
     if cc is None:
         raise RuntimeError(f"no C compiler found (tried $CC or 'cc': {os.environ.get('CC') or 'cc'!r})")
     h = hashlib.sha256()
-    for p in _sources(name):
+    for p in sources:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     h.update(" ".join([cc] + _FLAGS + [sys.platform]).encode())
