@@ -251,6 +251,27 @@ def _cached_features(cache_dir, use_cache, spec, compute):
     return entry, False, key
 
 
+def _gscd_speech(G, root: Path, idx: dict, name: str, rng: np.random.Generator, test_root,
+                 silence_fraction: float, unknown_fraction: float | None) -> tuple[list, int]:
+    """Split ``name``'s speech clips ``(path, relative path, label)`` and how many silence clips to add.
+
+    ``test_root``: the official test set folder replaces the test split (no silence added);
+    ``unknown_fraction``: keep that many "unknown" clips per keyword clip (None: all).
+    """
+    if name == "test" and test_root is not None:
+        troot = Path(test_root).expanduser()
+        return [(str(troot / r), r, lab) for r, lab in G.scan_gscd_testset(troot)], 0
+    items = idx["splits"][name]
+    if unknown_fraction is not None:
+        unk = GSCD_CLASSES.index(UNKNOWN)
+        kw_n = idx["keyword_counts"][name]
+        u = [i for i, (_, lab) in enumerate(items) if lab == unk]
+        keep_u = set(rng.permutation(u)[: G.silence_count(kw_n, float(unknown_fraction))].tolist())
+        items = [it for i, it in enumerate(items) if it[1] != unk or i in keep_u]
+    speech = [(str(root / r), r, lab) for r, lab in items]
+    return speech, G.silence_count(idx["keyword_counts"][name], silence_fraction)
+
+
 def _load_gscd(root: Path, options, *, seed, sizes, cache_dir, use_cache, fcfg, aug, progress) -> KWSData:
     from . import gscd as G
 
@@ -267,24 +288,10 @@ def _load_gscd(root: Path, options, *, seed, sizes, cache_dir, use_cache, fcfg, 
     if not waves:
         raise G.DataLayoutError(f"no readable WAV in {str(root / '_background_noise_')!r}.\n{G.GSCD_LAYOUT}")
     noise_id = [(p.name, p.stat().st_size) for p in idx["noise_files"]]
-    unk = GSCD_CLASSES.index(UNKNOWN)
     parts, split_info, hits, keys, skipped_all = {}, {}, {}, {}, list(bad_noise)
     for code, name in enumerate(_SPLITS):
         rng = np.random.default_rng([seed, code, 12])
-        if name == "test" and test_root is not None:
-            troot = Path(test_root).expanduser()
-            items = G.scan_gscd_testset(troot)
-            speech = [(str(troot / r), r, lab) for r, lab in items]
-            n_sil = 0
-        else:
-            items = idx["splits"][name]
-            if unknown_fraction is not None:
-                kw_n = idx["keyword_counts"][name]
-                u = [i for i, (_, lab) in enumerate(items) if lab == unk]
-                keep_u = set(rng.permutation(u)[: G.silence_count(kw_n, float(unknown_fraction))].tolist())
-                items = [it for i, it in enumerate(items) if it[1] != unk or i in keep_u]
-            speech = [(str(root / r), r, lab) for r, lab in items]
-            n_sil = G.silence_count(idx["keyword_counts"][name], silence_fraction)
+        speech, n_sil = _gscd_speech(G, root, idx, name, rng, test_root, silence_fraction, unknown_fraction)
         specs = G.silence_specs(rng, n_sil, waves, code, fcfg.n_samples)
         n_full = len(speech) + len(specs)
         keep = _subsample(n_full, sizes[code], rng)
