@@ -86,9 +86,10 @@ def paired_ci(diffs: Sequence[float], confidence: float = 0.95) -> PairedCI:
     from scipy.stats import t as student_t
 
     sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    if sd == 0.0:
+    if sd <= 1e-9 * max(1.0, max(abs(x) for x in xs)):
         # identical differences (few pairs on a discrete accuracy grid) estimate no spread: a
-        # zero-width t-interval would claim certainty the data do not have
+        # zero-width t-interval would claim certainty the data do not have. "Identical" up to
+        # float rounding: the same grid value reached by different sums differs in its last bits
         return PairedCI(m, math.nan, math.nan, n, n - 1, math.nan)
     t = float(student_t.ppf(0.5 + confidence / 2.0, n - 1))
     half = t * sd / math.sqrt(n)

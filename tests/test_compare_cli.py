@@ -140,3 +140,35 @@ def test_compare_help_lists_presets(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "quick" in text and "paper" in text and "--aware-level" in text and "--fresh" in text
+
+
+def _resolved(*argv):
+    import argparse
+
+    from spikenoise.studies.compare import add_arguments, resolve
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return resolve(p.parse_args(list(argv)))
+
+
+def test_quick_runs_on_every_core_where_ray_is_installed_and_paper_stays_serial(monkeypatch):
+    from spikenoise.studies.compare import options
+
+    monkeypatch.setattr(options, "auto_backend", lambda: "ray")
+    assert _resolved("--preset", "quick")["backend"] == "ray"
+    assert _resolved("--preset", "quick", "--backend", "serial")["backend"] == "serial"
+    assert _resolved("--preset", "smoke")["backend"] == "serial"
+    assert _resolved("--preset", "paper", "--data", "embedded")["backend"] == "serial"
+    monkeypatch.setattr(options, "auto_backend", lambda: "serial")  # no Ray, or one CPU
+    assert _resolved("--preset", "quick")["backend"] == "serial"
+
+
+def test_quick_preset_is_the_measured_operating_point_and_paper_the_papers_protocol():
+    from spikenoise.studies.compare import PRESETS
+
+    q, p = PRESETS["quick"], PRESETS["paper"]
+    assert q["data"] == "embedded" and q["sizes"][2] >= 500  # issue 13: >= 500 test clips
+    assert (p["epochs"], p["finetune_epochs"], p["batch_size"], p["lr"], p["weight_lr"], p["trainings"],
+            p["repeats"], p["width"], p["aware"], p["finetune_lr_scale"]) == (100, 100, 128, 1e-3, 1e-2, 5, 10,
+                                                                               "full", "each", 1.0)

@@ -134,3 +134,19 @@ def test_backend_ray_without_ray_names_the_extra(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.strip() == "spikenoise compare: error: --backend ray needs Ray: pip install 'spikenoise[ray]'"
     assert not (tmp_path / "o").exists()
+
+
+def test_auto_backend_is_ray_only_with_ray_installed_and_two_cpus(monkeypatch):
+    import importlib.util
+
+    from spikenoise.studies import executor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "ray" else real(name, *a))
+    monkeypatch.setattr(executor, "_usable_cpus", lambda: 2)
+    assert executor.auto_backend() == "ray"
+    monkeypatch.setattr(executor, "_usable_cpus", lambda: 1)
+    assert executor.auto_backend() == "serial"
+    monkeypatch.setattr(executor, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert executor.auto_backend() == "serial"

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from .scaffold import ENVIRONMENT, StudyError, progress_bar
 
 __all__ = ["Task", "Executor", "SerialExecutor", "RayExecutor", "TaskFailures", "InjectedFault", "TRANSIENT",
-           "CheckpointSlot", "add_executor_options", "make_executor", "BACKENDS"]
+           "CheckpointSlot", "add_executor_options", "make_executor", "auto_backend", "BACKENDS"]
 
 BACKENDS = ("serial", "ray")
 #: environment variables of the fault-injection test hook
@@ -271,7 +271,7 @@ class RayExecutor(Executor):
             if address:
                 kw["address"] = address
             else:
-                kw["num_cpus"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+                kw["num_cpus"] = _usable_cpus()
             try:
                 ray.init(**kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -404,9 +404,9 @@ class CheckpointSlot:
 def add_executor_options(p: argparse.ArgumentParser) -> None:
     """``--backend --address --cpus-per-task --gpus-per-task --max-retries``."""
     g = p.add_argument_group("execution")
-    g.add_argument("--backend", choices=BACKENDS, default="serial",
-                   help="serial: one task after the other in this process (default); ray: every training and "
-                        "sweep cell a Ray task (needs spikenoise[ray])")
+    g.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="serial: one task after the other in this process; ray: every training and sweep cell a "
+                        "Ray task (needs spikenoise[ray]); default serial, or the preset's choice where it has one")
     g.add_argument("--address", default=None,
                    help="Ray cluster to join (as printed by 'ray start --head'; 'auto': the local one); "
                         "default: start a local Ray instance sized to this machine")
@@ -415,6 +415,19 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="GPUs per Ray task, fractions allowed (0.25: four tasks share a GPU; >0 computes on cuda)")
     g.add_argument("--max-retries", type=int, default=2,
                    help="retries of a task whose worker died or that hit a transient error (default 2)")
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def auto_backend() -> str:
+    """``"ray"`` where Ray is installed and this process may use two CPUs or more (a local Ray
+    instance then runs one task per core), else ``"serial"``. Tasks of the small models use one
+    core badly (per-timestep work), so running two at once is faster than two threads per task."""
+    import importlib.util
+
+    return "ray" if _usable_cpus() >= 2 and importlib.util.find_spec("ray") is not None else "serial"
 
 
 def make_executor(args: argparse.Namespace) -> Executor:

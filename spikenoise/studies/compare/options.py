@@ -11,7 +11,7 @@ import torch
 
 from spikenoise.models import WIDTHS
 
-from ..executor import add_executor_options
+from ..executor import BACKENDS, add_executor_options, auto_backend
 from ..scaffold import StudyError, add_common_options, add_data_options, resolve_preset
 
 __all__ = ["PRESETS", "VISIBLE_PRESETS", "WIDTHS", "DATA_SOURCES", "DEFAULT_MODELS", "add_arguments", "resolve"]
@@ -22,29 +22,32 @@ DEFAULT_MODELS = ["cnn", "rnn", "scnn", "srnn"]
 #: None = all of the data set. "aware": a training noise level, "each" (one aware network per
 #: level, tested at its own level, as in the paper), or "none".
 PRESETS: dict[str, dict[str, Any]] = {
-    # minutes on a 2-core CPU (measured timings in the README): half-width models, a small
-    # embedded set, few epochs, M=2 trainings x N=3 repetitions, aware training at level 2
-    # (a short fine-tuning starts at 0.3 x the learning rates: a restart at the full rates costs
-    # more clean accuracy than 2 epochs can win back)
-    "quick": dict(data="embedded", embedded_preset="tiny", sizes=(960, 120, 120), width="half", epochs=8,
+    # minutes on a 2-core CPU (measured in the README, scripts/operating_point.py): half-width
+    # models on the embedded 4000/500/500 set, 16 epochs at batch 64 (twice the paper's learning
+    # rates: half as many steps), M=2 trainings x N=3 repetitions, aware training at level 2 (a
+    # short fine-tuning starts at 0.3 x the learning rates: a restart at the full rates costs more
+    # clean accuracy than 2 epochs can win back); tasks on every core through a local Ray
+    # instance where Ray is installed ("auto")
+    "quick": dict(data="embedded", embedded_preset="quick", sizes=(4000, 500, 500), width="half", epochs=16,
                   finetune_epochs=2, finetune_lr_scale=0.3, trainings=2, repeats=3, models=DEFAULT_MODELS,
-                  levels=[0, 1, 2, 3], aware="2", batch_size=32, lr=1e-3, weight_lr=3e-2),
-    # the paper's protocol (section II.D): 100 epochs, batch 128, lr 1e-3 / weights 1e-2, M=5
-    # trainings, N=10 repetitions, aware training at each test noise level, GSCD v2
+                  levels=[0, 1, 2, 3], aware="2", batch_size=64, lr=2e-3, weight_lr=6e-2, backend="auto"),
+    # the paper's protocol (section II.D): 100 epochs, batch 128, Adam with cosine annealing, lr
+    # 1e-3 / weights 1e-2, M=5 trainings, N=10 repetitions, aware training at each test noise
+    # level, GSCD v2
     "paper": dict(data="gscd", embedded_preset="default", sizes=(None, None, None), width="full", epochs=100,
                   finetune_epochs=100, finetune_lr_scale=1.0, trainings=5, repeats=10, models=DEFAULT_MODELS,
-                  levels=[0, 1, 2, 3], aware="each", batch_size=128, lr=1e-3, weight_lr=1e-2),
+                  levels=[0, 1, 2, 3], aware="each", batch_size=128, lr=1e-3, weight_lr=1e-2, backend="serial"),
     # for tests: synthetic toy data, tiny models, seconds
     "smoke": dict(data="toy", embedded_preset="tiny", sizes=(16, 4, 8), width="tiny", epochs=1, finetune_epochs=1,
                   finetune_lr_scale=1.0, trainings=1, repeats=2, models=["cnn", "scnn"], levels=[0, 2], aware="2",
-                  batch_size=8, lr=1e-3, weight_lr=1e-2),
+                  batch_size=8, lr=1e-3, weight_lr=1e-2, backend="serial"),
 }
 VISIBLE_PRESETS = ("quick", "paper")
 
 DATA_SOURCES = ("embedded", "gscd", "fsdd")
 #: options that override a preset field of the same name
 _OVERRIDES = ("data", "models", "levels", "aware", "epochs", "finetune_epochs", "trainings", "repeats",
-              "batch_size", "lr", "weight_lr", "width", "finetune_lr_scale")
+              "batch_size", "lr", "weight_lr", "width", "finetune_lr_scale", "backend")
 
 
 def _int_list(text: str) -> list[int]:
@@ -63,9 +66,10 @@ def _epilog() -> str:
     for n in VISIBLE_PRESETS:
         p = PRESETS[n]
         aware = "at each test level" if p["aware"] == "each" else "at level " + p["aware"]
+        backend = "ray where installed, else serial" if p["backend"] == "auto" else p["backend"]
         lines.append(f"  {n:6s} {p['data']} data, {p['epochs']} epochs (+{p['finetune_epochs']} aware), "
                      f"{p['width']}-width models, M={p['trainings']} trainings, N={p['repeats']} repetitions, "
-                     f"aware training {aware}")
+                     f"aware training {aware}, backend {backend}")
     return "presets:\n" + "\n".join(lines) + "\nflags override the preset; re-running resumes, --fresh starts over."
 
 
@@ -196,6 +200,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     _check_models_levels(cfg)
     _check_numbers(cfg, args)
     dev = _check_device(args)
+    if cfg["backend"] == "auto":
+        cfg["backend"] = auto_backend()
+    if cfg["backend"] not in BACKENDS:
+        raise StudyError(f"unknown --backend {cfg['backend']!r}; choose one of {list(BACKENDS)}")
     cfg.update(device=dev, seeds=[int(args.seed) + i for i in range(cfg["trainings"])],
                data_seed=int(args.data_seed), out=str(args.out), threads=args.threads)
     return cfg
