@@ -172,3 +172,20 @@ def test_quick_preset_is_the_measured_operating_point_and_paper_the_papers_proto
     assert (p["epochs"], p["finetune_epochs"], p["batch_size"], p["lr"], p["weight_lr"], p["trainings"],
             p["repeats"], p["width"], p["aware"], p["finetune_lr_scale"]) == (100, 100, 128, 1e-3, 1e-2, 5, 10,
                                                                                "full", "each", 1.0)
+
+
+def test_per_model_epochs_of_the_preset_yield_to_an_explicit_epochs_flag():
+    from spikenoise.studies.compare import PRESETS
+    from spikenoise.studies.compare.options import add_arguments, resolve
+    from spikenoise.studies.compare.protocol import train_hparams
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = resolve(p.parse_args(["--preset", "quick", "--backend", "serial"]))
+    per = PRESETS["quick"]["model_epochs"]
+    assert per and all(train_hparams(cfg, m, 0, 0)["epochs"] == e for m, e in per.items())
+    assert train_hparams(cfg, "rnn", 0, 0)["epochs"] == cfg["epochs"]
+    assert train_hparams(cfg, "cnn", 2, 0)["epochs"] == cfg["finetune_epochs"]  # fine-tuning is not per model
+    cfg = resolve(p.parse_args(["--preset", "quick", "--backend", "serial", "--epochs", "3"]))
+    assert {train_hparams(cfg, m, 0, 0)["epochs"] for m in ("cnn", "scnn", "rnn")} == {3}

@@ -48,8 +48,10 @@ EVAL_BATCH = 512
 
 
 def _header(cfg, out: Path) -> str:
+    per_model = ", ".join(f"{m} {e}" for m, e in cfg.get("model_epochs", {}).items() if m in cfg["models"])
+    epochs = f"{cfg['epochs']} epochs" + (f" ({per_model})" if per_model else "")
     return (f"spikenoise compare: preset {cfg['preset']}, models {','.join(cfg['models'])} ({cfg['width']} width), "
-            f"levels {cfg['levels']}, M={cfg['trainings']} x N={cfg['repeats']}, {cfg['epochs']} epochs + "
+            f"levels {cfg['levels']}, M={cfg['trainings']} x N={cfg['repeats']}, {epochs} + "
             f"{cfg['finetune_epochs']} aware (aware: {cfg['aware']}), backend {cfg['backend']}, out {out}")
 
 

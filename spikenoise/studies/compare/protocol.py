@@ -65,8 +65,8 @@ def remove_outputs(out: Path) -> None:
 
 def store_config(cfg: dict[str, Any], data) -> dict[str, Any]:
     """What gives a stored row its meaning (a resumed run must match it)."""
-    keep = ("preset", "data", "root", "embedded_preset", "sizes", "data_seed", "epochs", "finetune_epochs",
-            "repeats", "batch_size", "lr", "weight_lr", "finetune_lr_scale", "width", "model_kwargs")
+    keep = ("preset", "data", "root", "embedded_preset", "sizes", "data_seed", "epochs", "model_epochs",
+            "finetune_epochs", "repeats", "batch_size", "lr", "weight_lr", "finetune_lr_scale", "width", "model_kwargs")
     return {**{k: cfg[k] for k in keep}, "classes": list(data.classes), "aware_training_errors": "static"}
 
 
@@ -128,7 +128,7 @@ def train_hparams(cfg: dict[str, Any], name: str, train_level: int, seed: int) -
     from spikenoise.train import derive_seed
 
     if train_level == 0:
-        return {"epochs": cfg["epochs"], "lr": float(cfg["lr"]), "weight_lr": float(cfg["weight_lr"]),
+        return {"epochs": cfg.get("model_epochs", {}).get(name, cfg["epochs"]), "lr": float(cfg["lr"]), "weight_lr": float(cfg["weight_lr"]),
                 "seed": derive_seed(seed, name, "agnostic")}
     ft = cfg["finetune_lr_scale"]
     return {"epochs": cfg["finetune_epochs"], "lr": float(cfg["lr"] * ft), "weight_lr": float(cfg["weight_lr"] * ft),
