@@ -9,12 +9,7 @@ from spikenoise.counters import conv_fanout, count_operations, count_parameters,
 from spikenoise.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Repeat(nn.Module):

@@ -14,12 +14,7 @@ from spikenoise.neurons import LeakyReadout, spikgru_step
 from spikenoise.neurons.fused import spikgru_sequence
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(name, errors, fused, monkeypatch, draws="row", seed=0):

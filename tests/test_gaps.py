@@ -20,16 +20,9 @@ from scipy.stats import binom
 import spikenoise as sn
 from spikenoise import MultiLevelNVM, NoisyConv2d, NoisyLinear, ResultStore
 from spikenoise.evaluate import noisy_accuracy, repetition_seed, sweep
+from test_synapse import _set_levels
 
 NVM3 = MultiLevelNVM.noise_level(3)
-
-
-def _set_levels(layer, levels):
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(levels, dtype=torch.float32).view_as(layer.weight))
-        layer.scale.fill_(1.0)
-        if layer.bias is not None:
-            layer.bias.zero_()
 
 
 def _read_moments_by_definition(nvm, values):

@@ -12,13 +12,7 @@ SMALL = {"cnn": dict(input_shape=(20, 16)), "cnn_pixel": dict(input_shape=(20, 1
 SMALL_X = {"cnn": (2, 20, 16), "cnn_pixel": (2, 20, 16), "scnn": (2, 20, 16), "rnn": (2, 12, 40), "srnn": (2, 12, 40)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models run many tiny per-timestep ops: one thread is much faster on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class SpyNVM(sn.MultiLevelNVM):
