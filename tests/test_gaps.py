@@ -17,7 +17,6 @@ import pytest
 import torch
 from scipy.stats import binom
 
-import spikenoise as sn
 from spikenoise import MultiLevelNVM, NoisyConv2d, NoisyLinear, ResultStore
 from spikenoise.evaluate import noisy_accuracy, repetition_seed, sweep
 from test_synapse import _set_levels

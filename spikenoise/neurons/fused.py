@@ -101,21 +101,25 @@ def _common_grads(ctx: Any, dpre: torch.Tensor, prev_in: torch.Tensor, u: torch.
     return dwx, dweight, dscale, dbias
 
 
+def _prepare(wx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+             reads: torch.Tensor | None) -> tuple:
+    """What both sequence forwards start from: ``(B, T, H, scale value, R, recurrent product, x + bias)``."""
+    B, T, H2 = wx.shape
+    s = float(scale)
+    R = _recurrent_matrix(weight, reads)
+    return B, T, H2 // 2, s, R, _Recurrent(R, s, T, B), _inputs_with_bias(wx, bias)
+
+
 class _LightGRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, wx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,  # type: ignore[override]
                 bias: torch.Tensor | None, reads: torch.Tensor | None) -> torch.Tensor:
-        B, T, H2 = wx.shape
-        H = H2 // 2
-        s = float(scale)
-        R = _recurrent_matrix(weight, reads)
-        rec = _Recurrent(R, s, T, B)
-        xb = _inputs_with_bias(wx, bias)
+        B, T, H, s, R, rec, xb = _prepare(wx, weight, scale, bias, reads)
         hs = wx.new_empty(T, B, H)
-        sigs = wx.new_empty(T, B, H2)     # sigmoid(2a), update gate z
+        sigs = wx.new_empty(T, B, 2 * H)     # sigmoid(2a), update gate z
         local = wx.new_empty(T, B, 2, H)  # dh/da, dh/dzbar: the step's local derivatives
         # tanh(a) = 2 sigmoid(2a) - 1: one sigmoid for both halves (torch's CPU tanh costs ~7 sigmoids)
-        twice = wx.new_ones(H2)
+        twice = wx.new_ones(2 * H)
         twice[:H] = 2.0
         h = wx.new_zeros(B, H)
         for t in range(T):
@@ -172,12 +176,7 @@ class _SpikGRUSequence(torch.autograd.Function):
     def forward(ctx: Any, wx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,  # type: ignore[override]
                 bias: torch.Tensor | None, reads: torch.Tensor | None, alpha: torch.Tensor, threshold: float,
                 gamma: float, spike_grad: SpikeGrad) -> torch.Tensor:
-        B, T, H2 = wx.shape
-        H = H2 // 2
-        s = float(scale)
-        R = _recurrent_matrix(weight, reads)
-        rec = _Recurrent(R, s, T, B)
-        xb = _inputs_with_bias(wx, bias)
+        B, T, H, s, R, rec, xb = _prepare(wx, weight, scale, bias, reads)
         z = wx.new_empty(T, B, H)
         cur = wx.new_empty(T, B, H)     # i_t
         v = wx.new_empty(T, B, H)
