@@ -6,7 +6,8 @@ keys: preset (embedded preset, default tiny), ntrain/nval/ntest, hidden (e.g. 64
 epochs (8), bs (32), lr (1e-3), wlr (3e-2), seed (0), threads (1), m_<kw>=<json> (model kwargs,
 e.g. m_gamma=10), save=PATH (state dict); SRNN initialisation levers (issue 13 item 2): gate_bias=B
 (b_z of every layer's W = B, of U = 0), fc_scale=K (readout scale x K), spike_scale=K (scale x K on
-every synapse receiving spikes). Prints per-epoch train/val accuracy and seconds, the
+every synapse receiving spikes), current_bias=B (b_i of W += B in layers >= 2: starts fewer neurons
+silent). Prints per-epoch train/val accuracy and seconds, the
 final test accuracy, training clips/s (training clips x epochs / wall, validation included) and
 clean evaluation clips/s.
 """
@@ -42,6 +43,9 @@ with torch.no_grad():
         for layer in m.layers:
             layer.W.bias[:layer.n_hidden] = float(kv["gate_bias"])
             layer.U.bias[:layer.n_hidden] = 0.0
+    if "current_bias" in kv:
+        for layer in m.layers[1:]:
+            layer.W.bias[layer.n_hidden:] += float(kv["current_bias"])
     if "fc_scale" in kv:
         m.fc.scale.mul_(float(kv["fc_scale"]))
     if "spike_scale" in kv:
@@ -57,11 +61,17 @@ hist = fit(m, tl, vl, epochs=int(kv.get("epochs", 8)), lr=float(kv.get("lr", 1e-
 t_train = time.perf_counter() - t0
 m.eval()
 correct = n = 0
+counts = {}
 t0 = time.perf_counter()
 with torch.no_grad():
     for x, y in te:
         correct += int((m(x).argmax(-1) == y).sum()); n += len(y)
+        for k, c in getattr(m, "spike_counts", {}).items():
+            counts[k] = counts.get(k, 0) + c.sum(0) / x.shape[1]
 t_test = time.perf_counter() - t0
+for k, c in counts.items():
+    r = c / n  # spikes per neuron per timestep
+    print(f"  {k}: rate {r.mean():.3f} per step, silent (< 0.005) {(r < 0.005).float().mean():.2f} of neurons")
 ntr = len(d.train); ep = len(hist)
 print(f"RESULT {name} {kv} test {100*correct/n:.1f}% ({n} clips) val {100*hist[-1]['val_acc']:.1f} "
       f"train {t_train:.0f}s ({ntr*ep/t_train:.0f} clips/s incl. val) eval {n/t_test:.0f} clips/s", flush=True)

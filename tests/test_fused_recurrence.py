@@ -78,10 +78,12 @@ def fast_sigmoid_spike(v, threshold, gamma):
     return FastSigmoid.apply(v - threshold)
 
 
+@pytest.mark.parametrize("detach_reset", [True, False])
 @pytest.mark.parametrize("per_row", [False, True])
-def test_spikgru_sequence_uses_the_injected_surrogate(per_row):
+def test_spikgru_sequence_uses_the_injected_surrogate(per_row, detach_reset):
     """Gradients of the fused SpikGRU equal the stepped spikgru_step's with a custom spike_grad,
-    for a shared recurrent matrix and for per-row reads (straight-through weight gradient)."""
+    for a shared recurrent matrix and for per-row reads (straight-through weight gradient), with
+    and without a gradient through the reset term."""
     g = torch.Generator().manual_seed(0)
     B, T, H = 4, 15, 6
     dt = torch.float64
@@ -94,7 +96,8 @@ def test_spikgru_sequence_uses_the_injected_surrogate(per_row):
     dout = torch.randn(B, T, H, generator=g, dtype=dt)
     params = [wx, weight, scale, bias, alpha]
 
-    out = spikgru_sequence(wx, weight, scale, bias, reads, alpha, 1.0, 30.0, fast_sigmoid_spike)
+    out = spikgru_sequence(wx, weight, scale, bias, reads, alpha, 1.0, 30.0, fast_sigmoid_spike,
+                           detach_reset=detach_reset)
     got = torch.autograd.grad((out * dout).sum(), params)
 
     z0 = wx.new_zeros(B, H)
@@ -107,7 +110,8 @@ def test_spikgru_sequence_uses_the_injected_surrogate(per_row):
             u = torch.bmm(reads, prev.unsqueeze(-1)).squeeze(-1) + prev @ (weight - weight.detach()).t()
         uz, ui = (u * scale + bias).chunk(2, -1)
         wz, wi = wx[:, t].chunk(2, -1)
-        s, state = spikgru_step(wz, wi, uz, ui, state, alpha, 1.0, 30.0, fast_sigmoid_spike)
+        s, state = spikgru_step(wz, wi, uz, ui, state, alpha, 1.0, 30.0, fast_sigmoid_spike,
+                                detach_reset=detach_reset)
         spikes.append(s)
     ref = torch.stack(spikes, 1)
     want = torch.autograd.grad((ref * dout).sum(), params)
@@ -116,9 +120,13 @@ def test_spikgru_sequence_uses_the_injected_surrogate(per_row):
     for name, a, b in zip(["wx", "weight", "scale", "bias", "alpha"], got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
     # and the default surrogate (gamma 30) gives a different gradient: the injection is used
-    other = torch.autograd.grad((spikgru_sequence(wx, weight, scale, bias, reads, alpha, 1.0, 30.0) * dout).sum(),
-                                [wx])[0]
+    other = torch.autograd.grad((spikgru_sequence(wx, weight, scale, bias, reads, alpha, 1.0, 30.0,
+                                                  detach_reset=detach_reset) * dout).sum(), [wx])[0]
     assert (other - got[0]).abs().max() > 1e-3
+    # and the reset's gradient path is used: the other setting gives a different gradient
+    flipped = torch.autograd.grad((spikgru_sequence(wx, weight, scale, bias, reads, alpha, 1.0, 30.0, fast_sigmoid_spike,
+                                                    detach_reset=not detach_reset) * dout).sum(), [wx])[0]
+    assert (flipped - got[0]).abs().max() > 1e-3
 
 
 def test_closed_form_readout_equals_stepping():

@@ -175,7 +175,7 @@ class _SpikGRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, wx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,  # type: ignore[override]
                 bias: torch.Tensor | None, reads: torch.Tensor | None, alpha: torch.Tensor, threshold: float,
-                gamma: float, spike_grad: SpikeGrad) -> torch.Tensor:
+                gamma: float, spike_grad: SpikeGrad, detach_reset: bool) -> torch.Tensor:
         B, T, H, s, R, rec, xb = _prepare(wx, weight, scale, bias, reads)
         z = wx.new_empty(T, B, H)
         cur = wx.new_empty(T, B, H)     # i_t
@@ -189,7 +189,7 @@ class _SpikGRUSequence(torch.autograd.Function):
             zt = torch.sigmoid(pre[:, :H], out=z[t])
             torch.addcmul(pre[:, H:], alpha, i_prev, out=cur[t])
             d = v_prev - cur[t]
-            # z v_prev + (1 - z) i - V_th s_prev (the reset is detached in the step path)
+            # z v_prev + (1 - z) i - V_th s_prev
             torch.addcmul(cur[t], zt, d, out=v[t]).sub_(s_prev, alpha=threshold)
             if default:
                 torch.gt(v[t], threshold, out=spikes[t])  # v > V_th exactly when v - V_th > 0
@@ -198,7 +198,7 @@ class _SpikGRUSequence(torch.autograd.Function):
             torch.mul(d, torch.addcmul(zt, zt, zt, value=-1.0), out=gate[t])
             i_prev, v_prev, s_prev = cur[t], v[t], spikes[t]
         ctx.save_for_backward(z, cur, v, spikes, gate, rec.saved(), R, alpha)
-        ctx.threshold, ctx.gamma, ctx.spike_grad = threshold, gamma, spike_grad
+        ctx.threshold, ctx.gamma, ctx.spike_grad, ctx.detach_reset = threshold, gamma, spike_grad, detach_reset
         ctx.scale_value, ctx.scale_shape, ctx.has_bias = s, scale.shape, bias is not None
         return spikes.transpose(0, 1).contiguous()
 
@@ -234,22 +234,24 @@ class _SpikGRUSequence(torch.autograd.Function):
                 carry_v = dv * z[t]
                 carry_i = di * alpha
                 carry_s = _Recurrent.backward(dpre[t], Rs)
+                if not ctx.detach_reset:  # dv_t / ds_{t-1} = -V_th
+                    carry_s.sub_(dv, alpha=ctx.threshold)
         grads = _common_grads(ctx, dpre, _shifted(spikes), u, R, s)
         dalpha = (dpre[:, :, H:] * _shifted(cur)).sum((0, 1)) if ctx.needs_input_grad[5] else None
-        return (*grads, None, dalpha, None, None, None)
+        return (*grads, None, dalpha, None, None, None, None)
 
 
 def spikgru_sequence(wx: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
                      reads: torch.Tensor | None, alpha: torch.Tensor, threshold: float = V_TH,
-                     gamma: float = GAMMA, spike_grad: SpikeGrad = spike) -> torch.Tensor:
+                     gamma: float = GAMMA, spike_grad: SpikeGrad = spike, detach_reset: bool = False) -> torch.Tensor:
     """SpikGRU spikes ``(B, T, H)`` from zero state, as :func:`~.gru.spikgru_step` per step.
 
     Args:
         wx: input projections ``(B, T, 2H)``: gate ``W_z x + b_z`` first, current ``W_i x + b_i`` second.
         weight, scale, bias, reads: the recurrent synapse, as :func:`light_gru_sequence`.
         alpha: current leak ``(H,)``, used as given (clamp it to [0, 1] before).
-        threshold, gamma, spike_grad: as :func:`~.gru.spikgru_step`; ``spike_grad`` must be
-            elementwise (its surrogate derivative is taken at all timesteps at once).
+        threshold, gamma, spike_grad, detach_reset: as :func:`~.gru.spikgru_step`; ``spike_grad``
+            must be elementwise (its surrogate derivative is taken at all timesteps at once).
     """
     return _SpikGRUSequence.apply(wx, weight, scale, bias, reads, alpha, float(threshold), float(gamma),
-                                  spike_grad)
+                                  spike_grad, bool(detach_reset))
