@@ -138,20 +138,35 @@ static void sn_fill(const sn_law *law, const uint8_t *lev, uint64_t key, uint64_
     for (; w < len; w++, n++) out[w] = sn_read(law, lev[w], sn_word(key, n >> 2), key, n);
 }
 
+/* Reads n = r * numel + w of level lev[w], rows r < n_rows, in blocks of 4096 per thread: their
+ * values (law's vals) into fout[r, w] (float32), or, with fout NULL, their level indices (a law
+ * whose vals are 0 .. L-1) into bout[r, w] (uint8). */
+static void sn_read_blocks(const sn_law *law, uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *lev,
+                           float *fout, uint8_t *bout, int nthreads) {
+    const int64_t block = 4096;
+    int64_t nblk = (numel + block - 1) / block;
+    int64_t total = n_rows * nblk;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t t = 0; t < total; t++) {
+        int64_t r = t / nblk, w0 = (t % nblk) * block, len = w0 + block < numel ? block : numel - w0;
+        if (fout) {
+            sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), len, fout + r * numel + w0);
+        } else {
+            float buf[4096];
+            sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), len, buf);
+            uint8_t *o = bout + r * numel + w0;
+            for (int64_t w = 0; w < len; w++) o[w] = (uint8_t)buf[w];
+        }
+    }
+}
+
 /* out[r, w] = vals[read n = r * numel + w of level lev[w]], rows r < n_rows (float32).
  * Returns 0, or -1 when memory runs out. */
 int sn_read_values(uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *lev, const uint64_t *thr, int L,
                    const float *vals, float *out, int nthreads) {
     sn_law *law = sn_law_new(thr, L, vals);
     if (!law) return -1;
-    const int64_t block = 4096;
-    int64_t nblk = (numel + block - 1) / block;
-    int64_t total = n_rows * nblk;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t t = 0; t < total; t++) {
-        int64_t r = t / nblk, w0 = (t % nblk) * block, w1 = w0 + block < numel ? w0 + block : numel;
-        sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), w1 - w0, out + r * numel + w0);
-    }
+    sn_read_blocks(law, key, n_rows, numel, lev, out, NULL, nthreads);
     sn_law_free(law);
     return 0;
 }
@@ -250,17 +265,7 @@ int sn_read_levels(uint64_t key, int64_t n_rows, int64_t numel, const uint8_t *l
     for (int l = 0; l < L && l < SN_MAX_LEVELS; l++) idx[l] = (float)l;
     sn_law *law = sn_law_new(thr, L, idx);
     if (!law) return -1;
-    const int64_t block = 4096;
-    int64_t nblk = (numel + block - 1) / block;
-    int64_t total = n_rows * nblk;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t t = 0; t < total; t++) {
-        int64_t r = t / nblk, w0 = (t % nblk) * block, len = w0 + block < numel ? block : numel - w0;
-        float buf[4096];
-        sn_fill(law, lev + w0, key, (uint64_t)(r * numel + w0), len, buf);
-        uint8_t *o = out + r * numel + w0;
-        for (int64_t w = 0; w < len; w++) o[w] = (uint8_t)buf[w];
-    }
+    sn_read_blocks(law, key, n_rows, numel, lev, NULL, out, nthreads);
     sn_law_free(law);
     return 0;
 }

@@ -41,6 +41,15 @@ static inline int64_t sn_row_at(const void *rows, int rows64, int64_t i) {
     return rows64 ? ((const int64_t *)rows)[i] : (int64_t)((const int32_t *)rows)[i];
 }
 
+/* Draw i of the stream `key` for row rows[i]: 0 and *v = the outcome, or -1 (row out of range). */
+static inline int sn_row_draw(const sn_table *t, const void *rows, int rows64, int64_t i, uint64_t key,
+                              int64_t *v) {
+    int64_t r = sn_row_at(rows, rows64, i);
+    if (r < 0 || r >= t->n_rows) return -1;
+    *v = sn_draw(t, r, sn_word(key, (uint64_t)i));
+    return 0;
+}
+
 /* One draw per row index; out (int64) gets the outcome. Returns how many row indices were out
  * of range (their outputs are left unset). */
 int64_t sn_table_sample(const int64_t *keys, const int32_t *lut,
@@ -49,11 +58,8 @@ int64_t sn_table_sample(const int64_t *keys, const int32_t *lut,
     sn_table t = {keys, lut, value_at, n_rows, bits, lut_bits};
     int64_t bad = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : bad)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t r = sn_row_at(rows, rows64, i);
-        if (r < 0 || r >= n_rows) { bad++; continue; }
-        out[i] = sn_draw(&t, r, sn_word(key, (uint64_t)i));
-    }
+    for (int64_t i = 0; i < n; i++)
+        if (sn_row_draw(&t, rows, rows64, i, key, &out[i])) bad++;
     return bad;
 }
 
@@ -80,9 +86,8 @@ int64_t sn_table_sample_lookup(const int64_t *keys, const int32_t *lut,
     int64_t bad = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : bad)
     for (int64_t i = 0; i < n; i++) {
-        int64_t r = sn_row_at(rows, rows64, i);
-        if (r < 0 || r >= n_rows) { bad++; continue; }
-        int64_t v = sn_draw(&t, r, sn_word(key, (uint64_t)i));
+        int64_t v;
+        if (sn_row_draw(&t, rows, rows64, i, key, &v)) { bad++; continue; }
         if (v < 0) v += lookup_n;
         if (v < 0 || v >= lookup_n) { bad++; continue; }
         memcpy((char *)out + i * elem, (const char *)lookup + v * elem, (size_t)elem);
